@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Start, stop and inspect the unimon lab: a real Kubernetes control plane (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler), kwok nodes backed by network namespaces, and real
+prometheus-operator, kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch
+processes. Standard library only, so it runs before any virtualenv exists.
+
+Usage: labctl.py up|down|status|env [--purge]
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("UNIMON_LAB_CACHE", Path.home() / ".cache" / "unimon-lab"))
+BIN = CACHE / "bin"
+STATE = Path(os.environ.get("UNIMON_LAB_STATE", CACHE / "run"))
+PKI = STATE / "pki"
+LOGS = STATE / "logs"
+PIDS = STATE / "pids"
+KUBECONFIG = STATE / "kubeconfig"
+ES_USER = "unimonlab"
+CLIENTS = {
+    "admin": "/O=system:masters/CN=unimon-lab-admin",
+    "controller-manager": "/CN=system:kube-controller-manager",
+    "scheduler": "/CN=system:kube-scheduler",
+    "kwok": "/O=system:masters/CN=unimon-lab-kwok",
+    "observer": "/O=system:masters/CN=unimon-lab-observer",
+}
+
+# Addresses: a host bridge owns 10.250.0.1/16; node netns get 10.250.0.1x; non-hostNetwork pod IPs
+# come from 10.250.128.0/17, which a "pods" netns answers (connection refused) so no scrape ever
+# leaves the machine.
+BRIDGE = "unimon-br0"
+HOST_IP = "10.250.0.1"
+PODS_NS = "unimon-pods"
+PODS_NS_IP = "10.250.0.2"
+POD_CIDR = "10.250.128.0/17"
+SERVICE_CIDR = "10.96.0.0/16"
+NODES = [("lab-node-1", "unimon-n1", "10.250.0.11"), ("lab-node-2", "unimon-n2", "10.250.0.12")]
+
+API = "https://127.0.0.1:6443"
+ETCD = "http://127.0.0.1:2379"
+PROMETHEUS = "http://127.0.0.1:9090"
+ALERTMANAGER = "http://127.0.0.1:9093"
+ELASTICSEARCH = "http://127.0.0.1:9200"
+KSM = "http://127.0.0.1:18080"
+OPERATOR = "http://127.0.0.1:18081"
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for line in (HERE / "versions.env").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+V = versions()
+
+
+def binary(name: str, key: str) -> str:
+    path = BIN / f"{name}-{V[key]}"
+    if not path.exists():
+        sys.exit(f"lab: {path} is missing; run lab/build.sh (make lab-build) first")
+    return str(path)
+
+
+def log(msg: str) -> None:
+    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+# ---------------------------------------------------------------- PKI
+def openssl(*args: str) -> None:
+    run("openssl", *args)
+
+
+def make_pki() -> None:
+    if (PKI / "observer.kubeconfig").exists():
+        return
+    PKI.mkdir(parents=True, exist_ok=True)
+    os.chdir(PKI)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "3650", "-subj", "/CN=unimon-lab-ca")
+    sans = "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:" + HOST_IP + \
+           ",DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc," \
+           "DNS:kubernetes.default.svc.cluster.local"
+    Path("apiserver.ext").write_text(sans + "\nextendedKeyUsage=serverAuth\n")
+    Path("client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    sign("apiserver", "/CN=kube-apiserver", "apiserver.ext")
+    openssl("genrsa", "-out", "sa.key", "2048")
+    openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+    # One identity per component, so the audit log tells who wrote what.
+    for name, subj in CLIENTS.items():
+        sign(name, subj, "client.ext")
+        kubeconfig_for(name)
+    os.chdir(HERE)
+
+
+def sign(name: str, subj: str, ext: str) -> None:
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "3650", "-extfile", ext)
+
+
+def kubeconfig_for(name: str) -> Path:
+    b64 = {n: base64.b64encode((PKI / n).read_bytes()).decode() for n in ("ca.crt", f"{name}.crt", f"{name}.key")}
+    path = KUBECONFIG if name == "admin" else PKI / f"{name}.kubeconfig"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "unimon-lab",
+        "clusters": [{"name": "unimon-lab", "cluster": {"server": API, "certificate-authority-data": b64["ca.crt"]}}],
+        "users": [{"name": name, "user": {"client-certificate-data": b64[f"{name}.crt"],
+                                           "client-key-data": b64[f"{name}.key"]}}],
+        "contexts": [{"name": "unimon-lab", "context": {"cluster": "unimon-lab", "user": name}}],
+    }, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+# ---------------------------------------------------------------- HTTP
+def ssl_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+    ctx.load_cert_chain(str(PKI / "admin.crt"), str(PKI / "admin.key"))
+    return ctx
+
+
+def http(url: str, method: str = "GET", body=None, content_type: str = "application/json", timeout: float = 5):
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    ctx = ssl_context() if url.startswith(API) else None
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+        raw = resp.read()
+        return json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
+
+
+def up_url(url: str) -> bool:
+    try:
+        http(url, timeout=2)
+        return True
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def wait_for(what: str, check, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    sys.exit(f"lab: {what} did not become ready within {timeout:.0f}s; see {LOGS}")
+
+
+# ---------------------------------------------------------------- processes
+def pid_of(name: str) -> int | None:
+    try:
+        pid = int((PIDS / f"{name}.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def start(name: str, cmd: list[str], env: dict | None = None, user: str | None = None, cwd=None) -> None:
+    if pid_of(name):
+        return
+    LOGS.mkdir(parents=True, exist_ok=True)
+    PIDS.mkdir(parents=True, exist_ok=True)
+    out = open(LOGS / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, start_new_session=True, cwd=cwd,
+                            user=user, group=user, extra_groups=[] if user else None)
+    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    log(f"started {name} (pid {proc.pid})")
+
+
+def stop_all() -> None:
+    if not PIDS.exists():
+        return
+    pids = {}
+    for f in PIDS.glob("*.pid"):
+        pid = pid_of(f.stem)
+        if pid:
+            pids[f.stem] = pid
+            try:
+                os.killpg(pid, signal.SIGTERM)  # each process leads its own session/group
+            except OSError:
+                pass
+    deadline = time.time() + 20
+    for name, pid in pids.items():
+        while time.time() < deadline and pid_of(name):
+            time.sleep(0.2)
+        if pid_of(name):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        log(f"stopped {name}")
+    for f in PIDS.glob("*.pid"):
+        f.unlink()
+
+
+# ---------------------------------------------------------------- network namespaces
+def netns_up() -> None:
+    if run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        return
+    run("ip", "link", "add", BRIDGE, "type", "bridge")
+    run("ip", "addr", "add", f"{HOST_IP}/16", "dev", BRIDGE)
+    run("ip", "link", "set", BRIDGE, "up")
+    hosts = [(ns, ip) for _, ns, ip in NODES] + [(PODS_NS, PODS_NS_IP)]
+    for i, (ns, ip) in enumerate(hosts):
+        h, n = f"unimon-v{i}h", f"unimon-v{i}n"
+        run("ip", "netns", "add", ns)
+        run("ip", "link", "add", h, "type", "veth", "peer", "name", n)
+        run("ip", "link", "set", n, "netns", ns)
+        run("ip", "link", "set", h, "master", BRIDGE, "up")
+        run("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", n)
+        run("ip", "-n", ns, "link", "set", n, "up")
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "-n", ns, "route", "add", "default", "via", HOST_IP)
+    # Every fake pod IP is local inside the pods netns: scrapes of fake pods are refused at once.
+    run("ip", "-n", PODS_NS, "route", "add", "local", POD_CIDR, "dev", "lo")
+    run("ip", "route", "add", POD_CIDR, "via", PODS_NS_IP)
+
+
+def netns_down() -> None:
+    run("ip", "route", "del", POD_CIDR, check=False)
+    for ns in [ns for _, ns, _ in NODES] + [PODS_NS]:
+        run("ip", "netns", "del", ns, check=False)
+    run("ip", "link", "del", BRIDGE, check=False)
+
+
+# ---------------------------------------------------------------- components
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    verbs: [get, list, watch]
+  - level: None
+    resources: [{group: coordination.k8s.io, resources: [leases]}]
+  - level: None
+    users: [unimon-lab-kwok, system:kube-scheduler, system:apiserver]
+  - level: Metadata
+"""
+
+
+def kc(name: str) -> str:
+    return str(PKI / f"{name}.kubeconfig")
+
+
+def start_control_plane() -> None:
+    k8s = V["KUBERNETES_VERSION"]
+    start("etcd", [binary("etcd", "ETCD_VERSION"), "--data-dir", str(STATE / "etcd"),
+                   "--listen-client-urls", ETCD, "--advertise-client-urls", ETCD,
+                   "--listen-peer-urls", "http://127.0.0.1:2380", "--listen-metrics-urls", "http://127.0.0.1:2381",
+                   "--quota-backend-bytes", str(2 * 1024**3)])
+    wait_for("etcd", lambda: up_url(ETCD + "/health"), 60)
+    (STATE / "audit-policy.yaml").write_text(AUDIT_POLICY)
+    start("kube-apiserver", [
+        binary("kube-apiserver", "KUBERNETES_VERSION"),
+        "--etcd-servers", ETCD, "--bind-address", "0.0.0.0", "--advertise-address", HOST_IP, "--secure-port", "6443",
+        "--service-cluster-ip-range", SERVICE_CIDR, "--allow-privileged=true",
+        "--authorization-mode", "Node,RBAC", "--client-ca-file", str(PKI / "ca.crt"),
+        "--tls-cert-file", str(PKI / "apiserver.crt"), "--tls-private-key-file", str(PKI / "apiserver.key"),
+        "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+        "--service-account-key-file", str(PKI / "sa.pub"), "--service-account-signing-key-file", str(PKI / "sa.key"),
+        "--enable-admission-plugins", "NodeRestriction,PodSecurity",
+        "--audit-policy-file", str(STATE / "audit-policy.yaml"), "--audit-log-path", str(LOGS / "audit.log"),
+        "--audit-log-format", "json", "--audit-log-maxsize", "200",
+        "--profiling=false", "--endpoint-reconciler-type", "lease",
+    ])
+    wait_for(f"kube-apiserver {k8s}", lambda: up_url(API + "/readyz"), 180)
+    start("kube-controller-manager", [
+        binary("kube-controller-manager", "KUBERNETES_VERSION"), "--kubeconfig", kc("controller-manager"),
+        "--bind-address", "127.0.0.1", "--leader-elect=false", "--use-service-account-credentials",
+        "--service-account-private-key-file", str(PKI / "sa.key"), "--root-ca-file", str(PKI / "ca.crt"),
+        "--cluster-signing-cert-file", str(PKI / "ca.crt"), "--cluster-signing-key-file", str(PKI / "ca.key"),
+        "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+        "--authentication-kubeconfig", kc("controller-manager"),
+        "--authorization-kubeconfig", kc("controller-manager"),
+    ])
+    start("kube-scheduler", [
+        binary("kube-scheduler", "KUBERNETES_VERSION"), "--kubeconfig", kc("scheduler"),
+        "--bind-address", "127.0.0.1", "--leader-elect=false",
+        "--authentication-kubeconfig", kc("scheduler"), "--authorization-kubeconfig", kc("scheduler"),
+    ])
+    start("kwok", [
+        binary("kwok", "KWOK_VERSION"), "--kubeconfig", kc("kwok"),
+        "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        "--cidr", POD_CIDR.replace(".0/", ".1/"), "--node-ip", HOST_IP,
+        "--server-address", "127.0.0.1:10247",
+    ])
+
+
+def ensure_nodes() -> None:
+    for name, _, ip in NODES:
+        try:
+            http(f"{API}/api/v1/nodes/{name}")
+            continue
+        except urllib.error.HTTPError as err:
+            if err.code != 404:
+                raise
+        http(f"{API}/api/v1/nodes", "POST", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name,
+                         "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                    "kubernetes.io/arch": "amd64", "type": "kwok",
+                                    "node-role.kubernetes.io/worker": "",
+                                    "topology.kubernetes.io/zone": "lab-zone-a"}},
+            "spec": {},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]},
+        })
+        log(f"created node {name} ({ip})")
+
+    def all_ready() -> bool:
+        try:
+            items = http(f"{API}/api/v1/nodes")["items"]
+        except (OSError, ValueError):
+            return False
+        ready = {n["metadata"]["name"] for n in items
+                 for c in n.get("status", {}).get("conditions", []) if c["type"] == "Ready" and c["status"] == "True"}
+        return all(name in ready for name, _, _ in NODES)
+    wait_for("kwok nodes Ready", all_ready, 90)
+
+
+def start_node_exporters() -> None:
+    for name, ns, ip in NODES:
+        start(f"node-exporter-{name}", ["ip", "netns", "exec", ns, binary("node_exporter", "NODE_EXPORTER_VERSION"),
+                                        f"--web.listen-address={ip}:9100", "--collector.disable-defaults",
+                                        "--collector.cpu", "--collector.meminfo", "--collector.loadavg",
+                                        "--collector.filesystem", "--collector.netdev", "--collector.uname",
+                                        "--collector.time", "--collector.stat", "--collector.diskstats"])
+
+
+def start_observers() -> None:
+    start("kube-state-metrics", [binary("kube-state-metrics", "KUBE_STATE_METRICS_VERSION"),
+                                 "--kubeconfig", kc("observer"), "--host", "127.0.0.1", "--port", "18080",
+                                 "--telemetry-host", "127.0.0.1", "--telemetry-port", "18082"])
+    start("prometheus-operator", [binary("prometheus-operator", "PROMETHEUS_OPERATOR_VERSION"),
+                                  "--web.listen-address", "127.0.0.1:18081",
+                                  "--kubelet-service", "kube-system/kubelet",
+                                  "--kubelet-endpointslice=true", "--kubelet-endpoints=false",
+                                  "--log-level", "info"],
+          env={"KUBECONFIG": kc("observer")})
+    prom_dir = STATE / "prometheus"
+    prom_dir.mkdir(parents=True, exist_ok=True)
+    cfg = prom_dir / "prometheus.yml"
+    if not cfg.exists():
+        cfg.write_text(LAB_PROMETHEUS_CONFIG.format(kubeconfig=kc("observer")))
+    start("prometheus", [binary("prometheus", "PROMETHEUS_VERSION"), f"--config.file={cfg}",
+                         f"--storage.tsdb.path={prom_dir / 'data'}", "--web.listen-address=127.0.0.1:9090",
+                         "--web.enable-lifecycle", "--web.enable-remote-write-receiver"])
+    am_dir = STATE / "alertmanager"
+    am_dir.mkdir(parents=True, exist_ok=True)
+    (am_dir / "alertmanager.yml").write_text("route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
+    start("alertmanager", [binary("alertmanager", "ALERTMANAGER_VERSION"),
+                           f"--config.file={am_dir / 'alertmanager.yml'}", f"--storage.path={am_dir / 'data'}",
+                           "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address="])
+
+
+# The lab's own Prometheus discovers through the lab apiserver (kubeconfig) and scrapes what the
+# lab runs; the stack's Prometheus config (operator-generated) is exercised by the integration tier.
+LAB_PROMETHEUS_CONFIG = """global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+scrape_configs:
+  - job_name: lab-node-exporter
+    kubernetes_sd_configs:
+      - role: endpointslice
+        kubeconfig_file: {kubeconfig}
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_service_label_app_kubernetes_io_name]
+        regex: node-exporter
+        action: keep
+      - source_labels: [__meta_kubernetes_endpointslice_port_name]
+        regex: metrics
+        action: keep
+      - source_labels: [__meta_kubernetes_endpoint_node_name]
+        target_label: node
+"""
+
+
+def es_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(ES_USER)
+    except KeyError:
+        run("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", ES_USER)
+        return pwd.getpwnam(ES_USER)
+
+
+def java_home() -> str:
+    java = Path(shutil.which("java") or "/usr/bin/java").resolve()
+    return str(java.parent.parent)
+
+
+def start_elasticsearch() -> None:
+    user = es_user()
+    es_home = CACHE / f"elasticsearch-{V['ELASTICSEARCH_VERSION']}"
+    if not (es_home / "bin" / "elasticsearch").exists():
+        sys.exit(f"lab: {es_home} is missing; run lab/build.sh elasticsearch")
+    es_dir = STATE / "elasticsearch"
+    conf = es_dir / "config"
+    if not conf.exists():
+        shutil.copytree(es_home / "config", conf)
+        (conf / "elasticsearch.yml").write_text(
+            "cluster.name: unimon-lab\nnode.name: lab-es\ndiscovery.type: single-node\n"
+            f"path.data: {es_dir / 'data'}\npath.logs: {es_dir / 'logs'}\n"
+            "network.host: 127.0.0.1\nhttp.port: 9200\ntransport.port: 9300\n"
+            "action.destructive_requires_name: false\nxpack.security.enabled: false\n")
+    for sub in ("data", "logs"):
+        (es_dir / sub).mkdir(parents=True, exist_ok=True)
+    run("chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(es_dir))
+    # The cache is root's; ES only needs to read it.
+    for p in [CACHE, CACHE.parent, CACHE.parent.parent]:
+        p.chmod(p.stat().st_mode | 0o005)
+    start("elasticsearch", [str(es_home / "bin" / "elasticsearch")], user=ES_USER, cwd="/tmp", env={
+        "ES_PATH_CONF": str(conf), "ES_JAVA_HOME": java_home(), "ES_JAVA_OPTS": "-Xms512m -Xmx512m",
+        "HOME": "/tmp"})
+
+
+# ---------------------------------------------------------------- commands
+CHECKS = {
+    "etcd": lambda: up_url(ETCD + "/health"),
+    "kube-apiserver": lambda: up_url(API + "/readyz"),
+    "kube-controller-manager": lambda: pid_of("kube-controller-manager") is not None,
+    "kube-scheduler": lambda: pid_of("kube-scheduler") is not None,
+    "kwok": lambda: pid_of("kwok") is not None,
+    "kube-state-metrics": lambda: up_url(KSM + "/metrics"),
+    "prometheus-operator": lambda: up_url(OPERATOR + "/metrics"),
+    "prometheus": lambda: up_url(PROMETHEUS + "/-/ready"),
+    "alertmanager": lambda: up_url(ALERTMANAGER + "/-/ready"),
+    "elasticsearch": lambda: up_url(ELASTICSEARCH + "/_cluster/health"),
+    **{f"node-exporter-{n}": (lambda ip=ip: up_url(f"http://{ip}:9100/metrics")) for n, _, ip in NODES},
+}
+
+
+def cmd_up() -> int:
+    t0 = time.time()
+    STATE.mkdir(parents=True, exist_ok=True)
+    make_pki()
+    netns_up()
+    start_elasticsearch()  # slowest to start: first, so it boots while the rest comes up
+    start_control_plane()
+    ensure_nodes()
+    start_node_exporters()
+    start_observers()
+    for name, check in CHECKS.items():
+        wait_for(name, check, 180)
+    log(f"lab is up in {time.time() - t0:.1f}s; export KUBECONFIG={KUBECONFIG}")
+    return 0
+
+
+def cmd_down(purge: bool) -> int:
+    stop_all()
+    netns_down()
+    if purge and STATE.exists():
+        shutil.rmtree(STATE)
+        log(f"removed {STATE}")
+    return 0
+
+
+def cmd_status() -> int:
+    bad = 0
+    for name, check in CHECKS.items():
+        ok = check()
+        bad += not ok
+        print(f"{name:32} {'up' if ok else 'DOWN'}")
+    print(f"KUBECONFIG={KUBECONFIG}")
+    return 1 if bad else 0
+
+
+def cmd_env() -> int:
+    print(json.dumps({"kubeconfig": str(KUBECONFIG), "ca": str(PKI / "ca.crt"), "api": API, "prometheus": PROMETHEUS,
+                      "alertmanager": ALERTMANAGER, "elasticsearch": ELASTICSEARCH, "state": str(STATE),
+                      "audit_log": str(LOGS / "audit.log"), "bin": str(BIN),
+                      "nodes": [{"name": n, "netns": ns, "ip": ip} for n, ns, ip in NODES]}, indent=2))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("up", "down", "status", "env"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    return {"up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env}[argv[0]]()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
