@@ -72,6 +72,17 @@ go_install() {  # name version package
   mv "$gobin/$(basename "${pkg%/v[0-9]*}")" "$BIN/$name-$v"
 }
 
+# Modules whose go.mod has exclude/replace lines refuse `go install`: build them as a dependency
+# of a wrapper module, where those lines do not apply.
+go_dep_build() {  # name version module package
+  local name=$1 v=$2 mod=$3 pkg=$4
+  have "$name-$v" && return 0
+  log "$name $v (wrapper)"
+  local d=$WORK/$name-$v
+  go_wrapper "$d" "require $mod $v"
+  (cd "$d" && go build -mod=mod -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=${v#v}" -o "$BIN/$name-$v" "$pkg")
+}
+
 # The operator's upstream CRD files, for the offline CRD source of our role.
 crds() {
   local v=$PROMETHEUS_OPERATOR_VERSION; local dst=$CACHE/crds/prometheus-operator-$v
@@ -99,8 +110,8 @@ for c in ${*:-$all}; do
     etcd) build_etcd ;;
     kubernetes) build_kubernetes ;;
     kwok) go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;
-    prometheus) go_install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus
-                go_install promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool ;;
+    prometheus) go_dep_build promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/promtool
+                go_dep_build prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/prometheus ;;
     node_exporter) go_install node_exporter "$NODE_EXPORTER_VERSION" github.com/prometheus/node_exporter ;;
     operator) build_operator ;;
     kube_state_metrics) go_install kube-state-metrics "$KUBE_STATE_METRICS_VERSION" k8s.io/kube-state-metrics/v2 ;;

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Start, stop and inspect the unimon lab: a real Kubernetes control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler), kwok nodes backed by network namespaces, and real
 prometheus-operator, kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch
@@ -125,8 +124,8 @@ def kubeconfig_for(name: str) -> Path:
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "unimon-lab",
         "clusters": [{"name": "unimon-lab", "cluster": {"server": API, "certificate-authority-data": b64["ca.crt"]}}],
-        "users": [{"name": name, "user": {"client-certificate-data": b64[f"{name}.crt"],
-                                           "client-key-data": b64[f"{name}.key"]}}],
+        "users": [{"name": name,
+                   "user": {"client-certificate-data": b64[f"{name}.crt"], "client-key-data": b64[f"{name}.key"]}}],
         "contexts": [{"name": "unimon-lab", "context": {"cluster": "unimon-lab", "user": name}}],
     }, indent=2))
     path.chmod(0o600)
@@ -222,7 +221,7 @@ def netns_up() -> None:
     run("ip", "link", "add", BRIDGE, "type", "bridge")
     run("ip", "addr", "add", f"{HOST_IP}/16", "dev", BRIDGE)
     run("ip", "link", "set", BRIDGE, "up")
-    hosts = [(ns, ip) for _, ns, ip in NODES] + [(PODS_NS, PODS_NS_IP)]
+    hosts = [(ns, ip) for _name, ns, ip in NODES] + [(PODS_NS, PODS_NS_IP)]
     for i, (ns, ip) in enumerate(hosts):
         h, n = f"unimon-v{i}h", f"unimon-v{i}n"
         run("ip", "netns", "add", ns)
@@ -240,7 +239,7 @@ def netns_up() -> None:
 
 def netns_down() -> None:
     run("ip", "route", "del", POD_CIDR, check=False)
-    for ns in [ns for _, ns, _ in NODES] + [PODS_NS]:
+    for ns in [ns for _name, ns, _ip in NODES] + [PODS_NS]:
         run("ip", "netns", "del", ns, check=False)
     run("ip", "link", "del", BRIDGE, check=False)
 
@@ -309,7 +308,7 @@ def start_control_plane() -> None:
 
 
 def ensure_nodes() -> None:
-    for name, _, ip in NODES:
+    for name, _ns, ip in NODES:
         try:
             http(f"{API}/api/v1/nodes/{name}")
             continue
@@ -336,7 +335,7 @@ def ensure_nodes() -> None:
             return False
         ready = {n["metadata"]["name"] for n in items
                  for c in n.get("status", {}).get("conditions", []) if c["type"] == "Ready" and c["status"] == "True"}
-        return all(name in ready for name, _, _ in NODES)
+        return all(name in ready for name, _ns, _ip in NODES)
     wait_for("kwok nodes Ready", all_ready, 90)
 
 
@@ -447,7 +446,7 @@ CHECKS = {
     "prometheus": lambda: up_url(PROMETHEUS + "/-/ready"),
     "alertmanager": lambda: up_url(ALERTMANAGER + "/-/ready"),
     "elasticsearch": lambda: up_url(ELASTICSEARCH + "/_cluster/health"),
-    **{f"node-exporter-{n}": (lambda ip=ip: up_url(f"http://{ip}:9100/metrics")) for n, _, ip in NODES},
+    **{f"node-exporter-{n}": (lambda ip=ip: up_url(f"http://{ip}:9100/metrics")) for n, _ns, ip in NODES},
 }
 
 
