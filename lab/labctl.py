@@ -304,6 +304,9 @@ def start_control_plane() -> None:
         "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--cidr", POD_CIDR.replace(".0/", ".1/"), "--node-ip", HOST_IP,
         "--server-address", "127.0.0.1:10247",
+        # Without node leases kube-controller-manager decides the nodes stopped heartbeating and
+        # marks their pods NotReady.
+        "--node-lease-duration-seconds", "40",
     ])
 
 

@@ -54,7 +54,8 @@ def from_k8s_yaml(text):
     if not isinstance(text, str):
         raise AnsibleFilterError("from_k8s_yaml expects manifest text, got %s" % type(text).__name__)
     try:
-        return [doc for doc in yaml.load_all(text, Loader=_K8sLoader) if doc]
+        # bytes: the C loader rejects the tagged str subclasses of ansible-core 2.19
+        return [doc for doc in yaml.load_all(text.encode("utf-8"), Loader=_K8sLoader) if doc]
     except yaml.YAMLError as err:
         raise AnsibleFilterError("from_k8s_yaml: manifest is not valid YAML: %s" % err)
 
