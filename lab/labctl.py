@@ -492,6 +492,8 @@ def cmd_env() -> int:
     print(json.dumps({"kubeconfig": str(KUBECONFIG), "ca": str(PKI / "ca.crt"), "api": API, "prometheus": PROMETHEUS,
                       "alertmanager": ALERTMANAGER, "elasticsearch": ELASTICSEARCH, "state": str(STATE),
                       "audit_log": str(LOGS / "audit.log"), "bin": str(BIN),
+                      "kubectl": str(BIN / f"kubectl-{V['KUBERNETES_VERSION']}"),
+                      "promtool": str(BIN / f"promtool-{V['PROMETHEUS_VERSION']}"),
                       "nodes": [{"name": n, "netns": ns, "ip": ip} for n, ns, ip in NODES]}, indent=2))
     return 0
 

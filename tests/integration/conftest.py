@@ -3,6 +3,8 @@ is already running is reused) and left running for the next session; `make lab-d
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -48,3 +50,59 @@ def wait_until(what: str, check, timeout: float = 60, interval: float = 0.5):
             last = err
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}; last result: {last!r}")
+
+
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
+
+
+class PlaybookRun:
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.rc = proc.returncode
+        self.out = proc.stdout + proc.stderr
+        m = RECAP.findall(proc.stdout)
+        self.recap = {h: dict(zip(("ok", "changed", "unreachable", "failed", "skipped"), map(int, v)))
+                      for h, *v in m}
+
+    @property
+    def changed(self) -> int:
+        return sum(r["changed"] for r in self.recap.values())
+
+
+@pytest.fixture(scope="session")
+def playbook(lab):
+    """playbook(name, *args) runs playbooks/<name> against the lab inventory and returns a PlaybookRun."""
+    bindir = Path(sys.executable).parent
+
+    def _run(name: str, *args: str, timeout: float = 600) -> PlaybookRun:
+        cmd = [str(bindir / "ansible-playbook"), "-i", str(REPO / "lab" / "inventory.yml"),
+               str(REPO / "playbooks" / name), *args]
+        env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+        return PlaybookRun(subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env))
+    return _run
+
+
+class AuditLog:
+    """Reads the lab apiserver's audit log from a mark on: which writes did the admin identity make?"""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.offset = 0
+
+    def mark(self) -> None:
+        self.offset = os.path.getsize(self.path)
+
+    def writes(self, user: str = "unimon-lab-admin") -> list[dict]:
+        time.sleep(1.5)  # the apiserver writes audit events asynchronously
+        with open(self.path, encoding="utf-8") as fh:
+            fh.seek(self.offset)
+            events = [json.loads(line) for line in fh if line.strip()]
+        return [e for e in events if e["user"]["username"] == user
+                and e["verb"] in ("create", "update", "patch", "delete", "deletecollection")
+                and "dryRun=All" not in e.get("requestURI", "")]
+
+
+@pytest.fixture
+def audit(lab) -> AuditLog:
+    log = AuditLog(lab["audit_log"])
+    log.mark()
+    return log

@@ -1,0 +1,40 @@
+"""Render-tier helpers: role templates rendered with real Ansible, validated by real tools."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from conftest import api, core, lab  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+
+
+class _K8sLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    pass
+
+
+_K8sLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
+def load_all(path: Path) -> list[dict]:
+    return [d for d in yaml.load_all(path.read_text(), Loader=_K8sLoader) if d]
+
+
+@pytest.fixture(scope="session")
+def render(tmp_path_factory):
+    """render(role, **overrides) -> directory holding the role's rendered templates."""
+    def _render(role: str, **extra) -> Path:
+        out = tmp_path_factory.mktemp(f"render-{role}")
+        args = [str(BIN / "ansible-playbook"), str(REPO / "tests" / "render" / "render.yml"),
+                "-e", f"role={role}", "-e", f"out={out}"]
+        for key, value in extra.items():
+            args += ["-e", f"{key}={value}"]
+        res = subprocess.run(args, capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        return out
+    return _render
