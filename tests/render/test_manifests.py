@@ -8,7 +8,7 @@ import pytest
 
 from conftest import load_all
 
-ROLES = ["prometheus_operator"]
+ROLES = ["prometheus_operator", "node_exporter", "kube_state_metrics"]
 FORBIDDEN = {("", "nodes/proxy"), ("", "pods/exec"), ("", "pods/attach"), ("", "*")}
 
 
@@ -36,7 +36,7 @@ def test_cluster_roles_grant_no_proxy_or_exec(render, role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_apiserver_accepts_manifests(render, lab, role):
-    out = render(role, prometheus_operator_namespace="default")
+    out = render(role, **{f"{role}_namespace": "default"})
     kubectl = lab["kubectl"]
     for f in sorted(out.glob("*.yaml")):
         res = subprocess.run([kubectl, "--kubeconfig", lab["kubeconfig"], "apply", "--server-side", "--dry-run=server",

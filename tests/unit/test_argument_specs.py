@@ -50,7 +50,8 @@ def test_defaults_and_specs_agree(role: Path):
         if not templated:
             assert TYPE_CHECKS[typ](value), f"{role.name}: {name} default {value!r} is not of type {typ}"
         if "choices" in spec and not templated:
-            assert value in spec["choices"], f"{role.name}: {name} default {value!r} not in choices"
+            values = value if typ == "list" else [value]  # for lists, choices apply to each element
+            assert set(values) <= set(spec["choices"]), f"{role.name}: {name} default {value!r} not in choices"
 
 
 def test_spec_checker_catches_a_mismatch(tmp_path: Path):
