@@ -394,7 +394,7 @@ scrape_configs:
       - source_labels: [__meta_kubernetes_endpointslice_port_name]
         regex: metrics
         action: keep
-      - source_labels: [__meta_kubernetes_endpoint_node_name]
+      - source_labels: [__meta_kubernetes_pod_node_name]
         target_label: node
 """
 

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conftest import wait_until
+from lab_fixtures import wait_until
 
 NS = "lab-tests"
 

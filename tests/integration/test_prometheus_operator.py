@@ -74,7 +74,7 @@ def test_operator_reconciles_a_prometheus(api):
             "spec": {"replicas": 1, "serviceMonitorSelector": {}}}
     custom.create_namespaced_custom_object("monitoring.coreos.com", "v1", "unimon", "prometheuses", body)
     try:
-        from conftest import wait_until
+        from lab_fixtures import wait_until
         apps = client.AppsV1Api(api)
         wait_until("operator to create the StatefulSet", lambda: apps.read_namespaced_stateful_set(
             "prometheus-probe", "unimon"), 60)

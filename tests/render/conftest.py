@@ -6,23 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-from conftest import api, core, lab  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
-
-
-class _K8sLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
-    pass
-
-
-_K8sLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
-
-
-def load_all(path: Path) -> list[dict]:
-    return [d for d in yaml.load_all(path.read_text(), Loader=_K8sLoader) if d]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import load_all
+from manifests import load_all
 
 ROLES = ["prometheus_operator", "node_exporter", "kube_state_metrics"]
 FORBIDDEN = {("", "nodes/proxy"), ("", "pods/exec"), ("", "pods/attach"), ("", "*")}
@@ -40,6 +40,6 @@ def test_apiserver_accepts_manifests(render, lab, role):
     kubectl = lab["kubectl"]
     for f in sorted(out.glob("*.yaml")):
         res = subprocess.run([kubectl, "--kubeconfig", lab["kubeconfig"], "apply", "--server-side", "--dry-run=server",
-                              "--field-manager=render-test", "-f", str(f)], capture_output=True, text=True)
+                              "--field-manager=render-test", "--force-conflicts", "-f", str(f)], capture_output=True, text=True)
         assert res.returncode == 0, f"{f.name}: {res.stderr}"
         assert "(server dry run)" in res.stdout

@@ -1,4 +1,4 @@
-"""Lab fixtures: the lab is brought up once per test session (lab/up.sh is idempotent, so a lab that
+"""Lab fixtures, shared by the render and integration tiers: the lab is brought up once per test
 is already running is reused) and left running for the next session; `make lab-down` stops it."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
