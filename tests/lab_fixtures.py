@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def lab() -> dict:
-    up = subprocess.run([str(REPO / "lab" / "up.sh")], capture_output=True, text=True)
+    up = subprocess.run([str(REPO / "lab" / "up.sh")], capture_output=True, text=True, check=False)
     if up.returncode != 0:
         pytest.fail(f"lab/up.sh failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
     env = subprocess.run([sys.executable, str(REPO / "lab" / "labctl.py"), "env"], check=True,
@@ -77,7 +77,8 @@ def playbook(lab):
         cmd = [str(bindir / "ansible-playbook"), "-i", str(REPO / "lab" / "inventory.yml"),
                str(REPO / "playbooks" / name), *args]
         env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
-        return PlaybookRun(subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env))
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout, env=env)
+        return PlaybookRun(proc)
     return _run
 
 
