@@ -3,7 +3,7 @@ kube-controller-manager, kube-scheduler), kwok nodes backed by network namespace
 prometheus-operator, kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch
 processes. Standard library only, so it runs before any virtualenv exists.
 
-Usage: labctl.py up|down|status|env [--purge]
+Usage: labctl.py up|down [--purge]|status|env|adopt NAMESPACE POD CONTAINER|adopt-all [NAMESPACE]
 """
 from __future__ import annotations
 
@@ -188,6 +188,21 @@ def start(name: str, cmd: list[str], env: dict | None = None, user: str | None =
     log(f"started {name} (pid {proc.pid})")
 
 
+def stop(name: str) -> None:
+    pid = pid_of(name)
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            pass
+        deadline = time.time() + 20
+        while time.time() < deadline and pid_of(name):
+            time.sleep(0.2)
+        if pid_of(name):
+            os.killpg(pid, signal.SIGKILL)
+    (PIDS / f"{name}.pid").unlink(missing_ok=True)
+
+
 def stop_all() -> None:
     if not PIDS.exists():
         return
@@ -233,14 +248,19 @@ def netns_up() -> None:
         run("ip", "-n", ns, "link", "set", "lo", "up")
         run("ip", "-n", ns, "route", "add", "default", "via", HOST_IP)
     # Every fake pod IP is local inside the pods netns: scrapes of fake pods are refused at once.
-    run("ip", "-n", PODS_NS, "route", "add", "local", POD_CIDR, "dev", "lo")
+    # In table main, so an adopted pod's /32 route (see adopt) takes its address out of the range.
+    run("ip", "-n", PODS_NS, "route", "add", "local", POD_CIDR, "dev", "lo", "table", "main")
     run("ip", "route", "add", POD_CIDR, "via", PODS_NS_IP)
 
 
 def netns_down() -> None:
     run("ip", "route", "del", POD_CIDR, check=False)
-    for ns in [ns for _name, ns, _ip in NODES] + [PODS_NS]:
+    adopted = [n for n in run("ip", "netns", "list", check=False).stdout.split() if n.startswith("unimon-a")]
+    for ns in [ns for _name, ns, _ip in NODES] + [PODS_NS] + adopted:
         run("ip", "netns", "del", ns, check=False)
+    for line in run("ip", "route", "show", "dev", BRIDGE, check=False).stdout.splitlines():
+        if line.startswith(POD_CIDR.split(".")[0] + ".") and "/" not in line.split()[0]:
+            run("ip", "route", "del", line.split()[0], check=False)
     run("ip", "link", "del", BRIDGE, check=False)
 
 
@@ -470,8 +490,10 @@ def cmd_up() -> int:
 
 
 def cmd_down(purge: bool) -> int:
+    import adopt  # pylint: disable=import-outside-toplevel
     stop_all()
     netns_down()
+    adopt.cleanup_dirs()
     if purge and STATE.exists():
         shutil.rmtree(STATE)
         log(f"removed {STATE}")
@@ -484,6 +506,8 @@ def cmd_status() -> int:
         ok = check()
         bad += not ok
         print(f"{name:32} {'up' if ok else 'DOWN'}")
+    for f in sorted(PIDS.glob("adopted-*.pid")) if PIDS.exists() else []:
+        print(f"{f.stem:32} {'up' if pid_of(f.stem) else 'DOWN'}")
     print(f"KUBECONFIG={KUBECONFIG}")
     return 1 if bad else 0
 
@@ -498,11 +522,30 @@ def cmd_env() -> int:
     return 0
 
 
+def cmd_adopt(args: list[str]) -> int:
+    import adopt  # pylint: disable=import-outside-toplevel
+    if len(args) != 3:
+        print("usage: labctl.py adopt NAMESPACE POD CONTAINER", file=sys.stderr)
+        return 2
+    ip = adopt.adopt(*args)
+    log(f"{args[0]}/{args[1]} container {args[2]} runs for real at {ip}")
+    return 0
+
+
+def cmd_adopt_all(args: list[str]) -> int:
+    import adopt  # pylint: disable=import-outside-toplevel
+    for done in adopt.adopt_all(args[0] if args else "unimon"):
+        log(f"runs for real: {done}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("up", "down", "status", "env"):
+    commands = {"up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env,
+                "adopt": lambda: cmd_adopt(argv[1:]), "adopt-all": lambda: cmd_adopt_all(argv[1:])}
+    if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
-    return {"up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env}[argv[0]]()
+    return commands[argv[0]]()
 
 
 if __name__ == "__main__":
