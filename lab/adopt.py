@@ -205,6 +205,11 @@ def adopt_all(namespace: str) -> list[str]:
             if container["name"] in BINARIES:
                 adopt(namespace, pod["metadata"]["name"], container["name"])
                 done.append(f"{pod['metadata']['name']}/{container['name']}@{pod['status']['podIP']}")
+    # Processes of pods that are gone (a new ReplicaSet, an uninstall) stop with them.
+    keep = {f"adopted-{namespace}.{d.split('/')[0]}.{d.split('/')[1].split('@')[0]}" for d in done}
+    for pidfile in lab.PIDS.glob(f"adopted-{namespace}.*.pid"):
+        if pidfile.stem not in keep:
+            lab.stop(pidfile.stem)
     return done
 
 

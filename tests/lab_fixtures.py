@@ -72,6 +72,8 @@ class PlaybookRun:
 def playbook(lab):
     """playbook(name, *args) runs playbooks/<name> against the lab inventory and returns a PlaybookRun."""
     bindir = Path(sys.executable).parent
+    if "ANSIBLE_COLLECTIONS_PATH" not in os.environ:
+        pytest.fail("ANSIBLE_COLLECTIONS_PATH is not set: run the lab tiers through make (make integration)")
 
     def _run(name: str, *args: str, timeout: float = 600) -> PlaybookRun:
         cmd = [str(bindir / "ansible-playbook"), "-i", str(REPO / "lab" / "inventory.yml"),

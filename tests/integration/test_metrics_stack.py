@@ -1,0 +1,135 @@
+"""The metrics roles together on the lab, with the operator's generated Prometheus, kube-state-metrics
+and Alertmanager running for real (lab/adopt.py): the targets our ServiceMonitors define are scraped
+with the pods' own ServiceAccount tokens and RBAC."""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+from kubernetes import client
+
+from lab_fixtures import REPO, wait_until
+
+NS = "unimon"
+PROXY = f"/api/v1/namespaces/{NS}/services/prometheus-unimon:web/proxy"
+
+
+@pytest.fixture(scope="module")
+def stack(playbook, lab):
+    run = playbook("site.yml")
+    assert run.rc == 0, run.out[-3000:]
+    adopt = subprocess.run([sys.executable, str(REPO / "lab" / "labctl.py"), "adopt-all", NS],
+                           capture_output=True, text=True, check=False)
+    assert adopt.returncode == 0, adopt.stdout + adopt.stderr
+    assert "prometheus-unimon-0/prometheus" in adopt.stdout
+    return run
+
+
+def proxied(api, path: str) -> dict:
+    """GET through the apiserver's service proxy, the way a user without network access does."""
+    resp = api.call_api(PROXY + path, "GET", auth_settings=["BearerToken"], _preload_content=False,
+                        _return_http_data_only=True)
+    return json.loads(resp.data)
+
+
+def active_targets(api) -> list[dict]:
+    return proxied(api, "/api/v1/targets?state=active")["data"]["activeTargets"]
+
+
+def test_exporters_and_components_are_scraped(stack, api):
+    want = {"apiserver": 1, "node-exporter": 2, "kube-state-metrics": 2, "prometheus-unimon": 1,
+            "alertmanager-unimon": 1}
+
+    def all_up():
+        up: dict[str, int] = {}
+        for t in active_targets(api):
+            if t["health"] == "up":
+                up[t["labels"]["job"]] = up.get(t["labels"]["job"], 0) + 1
+        return up if all(up.get(job, 0) >= n for job, n in want.items()) else None
+    up = wait_until(f"targets up through our ServiceMonitors: {want}", all_up, 120, 3)
+    assert up["node-exporter"] == 2
+
+
+def test_node_exporter_series_carry_node_names(stack, api):
+    def nodes():
+        res = proxied(api, "/api/v1/query?query=node_uname_info")["data"]["result"]
+        return {r["metric"].get("node") for r in res} or None
+    assert wait_until("node_uname_info by node", nodes, 90, 3) == {"lab-node-1", "lab-node-2"}
+
+
+def test_kubelet_endpoints_discovered_for_every_path(stack, api):
+    """kwok runs no kubelet: the targets exist (operator-maintained kubelet Service) but are refused."""
+    def kubelet():
+        ts = [t for t in active_targets(api) if t["labels"].get("job") == "kubelet"]
+        return ts if len(ts) == 6 else None
+    ts = wait_until("6 kubelet targets (2 nodes x 3 paths)", kubelet, 90, 3)
+    assert {t["labels"]["metrics_path"] for t in ts} == {"/metrics", "/metrics/cadvisor", "/metrics/probes"}
+    assert all(t["scrapeUrl"].startswith("https://") and ":10250/" in t["scrapeUrl"] for t in ts)
+
+
+def test_generated_config_passes_promtool(stack, lab, core):
+    secret = core.read_namespaced_secret("prometheus-unimon", NS)
+    config = gzip.decompress(base64.b64decode(secret.data["prometheus.yaml.gz"]))
+    res = subprocess.run([lab["promtool"], "check", "config", "--syntax-only", "/dev/stdin"], input=config,
+                         capture_output=True, check=False)
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+    text = config.decode()
+    assert "cluster: unimon" in text
+    assert "credentials_file: /var/run/secrets/kubernetes.io/serviceaccount/token" in text
+    assert "bearer_token_file" not in text
+
+
+def test_remote_write_receiver_is_enabled(stack, api):
+    def posted():
+        try:
+            api.call_api(PROXY + "/api/v1/write", "POST", body="", auth_settings=["BearerToken"],
+                         header_params={"Content-Type": "application/x-protobuf"}, _preload_content=False,
+                         _return_http_data_only=True)
+        except client.ApiException as err:
+            return err.status
+        return 204
+    # An empty body is a bad request for an enabled receiver; a disabled one answers 404.
+    assert wait_until("remote write endpoint", posted, 30) == 400
+
+
+def test_alertmanager_runs_our_configuration(stack, core):
+    pod = core.read_namespaced_pod("alertmanager-unimon-0", NS)
+    with urllib.request.urlopen(f"http://{pod.status.pod_ip}:9093/api/v2/status", timeout=5) as resp:
+        status = json.loads(resp.read())
+    original = status["config"]["original"]
+    assert "receiver: \"null\"" in original or "receiver: 'null'" in original or "receiver: null" in original
+    assert "Watchdog" in original
+
+
+@pytest.mark.parametrize("verb,resource,subresource,allowed", [
+    ("get", "nodes", "metrics", True),
+    ("list", "endpointslices", None, True),
+    ("get", "nodes", "proxy", False),
+    ("create", "pods", "exec", False),
+    ("list", "secrets", None, False),
+])
+def test_prometheus_service_account_is_least_privilege(stack, api, verb, resource, subresource, allowed):
+    group = "discovery.k8s.io" if resource == "endpointslices" else ""
+    sar = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+        user=f"system:serviceaccount:{NS}:prometheus-unimon", groups=["system:serviceaccounts"],
+        resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=resource,
+                                                        subresource=subresource)))
+    assert client.AuthorizationV1Api(api).create_subject_access_review(sar).status.allowed is allowed
+
+
+def test_receiver_secrets_stay_out_of_the_output(stack, playbook, core):
+    token = "hunter2-webhook-token"
+    receivers = json.dumps([{"name": "ops", "webhook_url": f"https://hooks.example.invalid/{token}"}])
+    run = playbook("site.yml", "-e", f'{{"prometheus_alertmanager_receivers": {receivers}}}', "-v")
+    assert run.rc == 0, run.out[-3000:]
+    assert token not in run.out
+    secret = core.read_namespaced_secret("alertmanager-unimon-config", NS)
+    assert token in base64.b64decode(secret.data["alertmanager.yaml"]).decode()
+    restore = playbook("site.yml")
+    assert restore.rc == 0
