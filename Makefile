@@ -50,7 +50,7 @@ sanity: collection sanity-bootstrap
 	# --venv: each sanity test gets its pinned tools in its own virtualenv (kept under ~/.ansible/test).
 	cd $(COLL_DIR) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
-unit: collection
+unit: collection lab-build
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 render: collection lab-build
@@ -73,6 +73,9 @@ lab-status:
 
 demo: collection lab-up
 	$(BIN)/ansible-playbook -i lab/inventory.yml playbooks/site.yml
+	# kwok only pretends pods run: start the generated Prometheus, kube-state-metrics and
+	# Alertmanager for real at their pod IPs (lab/adopt.py), then prove the stack works.
+	python3 lab/labctl.py adopt-all unimon
 	$(BIN)/ansible-playbook -i lab/inventory.yml playbooks/verify.yml
 
 clean:

@@ -3,7 +3,7 @@ kube-controller-manager, kube-scheduler), kwok nodes backed by network namespace
 prometheus-operator, kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch
 processes. Standard library only, so it runs before any virtualenv exists.
 
-Usage: labctl.py up|down [--purge]|status|env|adopt NAMESPACE POD CONTAINER|adopt-all [NAMESPACE]
+Usage: labctl.py up|down [--purge]|status|env|adopt NAMESPACE POD CONTAINER|adopt-all [NAMESPACE]|stop NAME...
 """
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ def netns_down() -> None:
     for ns in [ns for _name, ns, _ip in NODES] + [PODS_NS] + adopted:
         run("ip", "netns", "del", ns, check=False)
     for line in run("ip", "route", "show", "dev", BRIDGE, check=False).stdout.splitlines():
-        if line.startswith(POD_CIDR.split(".")[0] + ".") and "/" not in line.split()[0]:
+        if line.startswith(POD_CIDR.split(".", maxsplit=1)[0] + ".") and "/" not in line.split()[0]:
             run("ip", "route", "del", line.split()[0], check=False)
     run("ip", "link", "del", BRIDGE, check=False)
 
@@ -539,8 +539,15 @@ def cmd_adopt_all(args: list[str]) -> int:
     return 0
 
 
+def cmd_stop(args: list[str]) -> int:
+    for name in args:
+        stop(name)
+        log(f"stopped {name}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env,
+    commands = {"stop": lambda: cmd_stop(argv[1:]), "up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env,
                 "adopt": lambda: cmd_adopt(argv[1:]), "adopt-all": lambda: cmd_adopt_all(argv[1:])}
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)

@@ -133,3 +133,26 @@ def test_receiver_secrets_stay_out_of_the_output(stack, playbook, core):
     assert token in base64.b64decode(secret.data["alertmanager.yaml"]).decode()
     restore = playbook("site.yml")
     assert restore.rc == 0
+
+
+def test_verify_playbook_reports_every_job(stack, playbook):
+    run = playbook("verify.yml")
+    assert run.rc == 0, run.out[-3000:]
+    for job in ("node-exporter", "kube-state-metrics", "prometheus-unimon", "alertmanager-unimon", "apiserver"):
+        assert job in run.out
+    assert "skipped: kubelet" in run.out
+
+
+def test_verify_names_a_stopped_exporter(stack, playbook, lab):
+    """Stop the real node-exporter of one node: verify must fail and name that target."""
+    node = lab["nodes"][1]
+    labctl = [sys.executable, str(REPO / "lab" / "labctl.py")]
+    subprocess.run(labctl + ["stop", f"node-exporter-{node['name']}"], check=True, capture_output=True)
+    try:
+        run = playbook("verify.yml", "-e", "verify_timeout=45")
+        assert run.rc != 0
+        assert f"{node['ip']}:9100" in run.out or node["name"] in run.out, run.out[-3000:]
+        assert "job 'node-exporter': 1 of 2 targets up" in run.out
+        assert "Traceback" not in run.out
+    finally:
+        subprocess.run(labctl + ["up"], check=True, capture_output=True)

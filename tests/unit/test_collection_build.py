@@ -38,7 +38,7 @@ def installed(tmp_path_factory) -> Path:
     tarballs = list(work.glob("unimon-stack-*.tar.gz"))
     assert len(tarballs) == 1
     dest = work / "collections"
-    inst = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(dest),
+    inst = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", str(dest),
                            str(tarballs[0])], capture_output=True, text=True, check=False)
     assert inst.returncode == 0, inst.stderr
     assert (dest / "ansible_collections" / "unimon" / "stack" / "MANIFEST.json").exists()
