@@ -60,6 +60,14 @@ def from_k8s_yaml(text):
         raise AnsibleFilterError("from_k8s_yaml: manifest is not valid YAML: %s" % err)
 
 
+def k8s_ref(name, api_version, kind, namespace=None):
+    """The smallest object definition that names an object, for deleting it."""
+    meta = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta}
+
+
 class FilterModule(object):
     def filters(self):
-        return {"from_k8s_yaml": from_k8s_yaml}
+        return {"from_k8s_yaml": from_k8s_yaml, "k8s_ref": k8s_ref}

@@ -25,6 +25,8 @@ def plugins() -> list[tuple[str, str]]:
                 out += [(doc_type, n) for n in names]
             else:
                 out.append((doc_type, path.stem))
+        # Plugins documented in a sidecar YAML (several filters share one .py file).
+        out += [(doc_type, p.stem) for p in sorted((REPO / "plugins" / folder).glob("*.yml"))]
     out += [("role", p.name) for p in sorted((REPO / "roles").iterdir()) if (p / "meta" / "argument_specs.yml").exists()]
     return out
 
