@@ -80,6 +80,11 @@ def test_generated_config_passes_promtool(stack, lab, core):
                          capture_output=True, check=False)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
     text = config.decode()
+    # One scrape job per ServiceMonitor endpoint of ours.
+    for sm in client.CustomObjectsApi(core.api_client).list_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", NS, "servicemonitors")["items"]:
+        for i, _endpoint in enumerate(sm["spec"]["endpoints"]):
+            assert f"job_name: serviceMonitor/{NS}/{sm['metadata']['name']}/{i}" in text
     assert "cluster: unimon" in text
     assert "credentials_file: /var/run/secrets/kubernetes.io/serviceaccount/token" in text
     assert "bearer_token_file" not in text

@@ -63,9 +63,10 @@ def test_every_alert_has_severity_and_a_runbook(rules):
             if "alert" not in rule:
                 continue
             assert rule["labels"]["severity"] in ("critical", "warning", "info", "none")
+            assert rule["annotations"]["summary"] and rule["annotations"]["description"]
             assert rule["annotations"]["runbook_url"].endswith("#" + rule["alert"].lower())
             assert rule["alert"] in anchors, f"docs/alerts.md has no '## {rule['alert']}' section"
-    assert len(alerts(rules)) >= 15
+    assert len(alerts(rules)) >= 20
 
 
 def test_thresholds_come_from_variables(render):
