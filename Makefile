@@ -14,7 +14,7 @@ COLL_DIR := $(COLL_ROOT)/ansible_collections/unimon/stack
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
+.PHONY: bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements.txt
@@ -58,6 +58,10 @@ render: collection lab-build
 
 integration: collection lab-build
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration
+
+# Speed, as ratios against kubectl measured in the same run (not part of make test).
+bench: collection lab-up
+	$(BIN)/python bench/deploy.py
 
 lab-build:
 	lab/build.sh

@@ -148,13 +148,16 @@ def test_verify_playbook_reports_every_job(stack, playbook):
     assert "skipped: kubelet" in run.out
 
 
-def test_verify_names_a_stopped_exporter(stack, playbook, lab):
+def test_verify_names_a_stopped_exporter(stack, playbook, lab, api):
     """Stop the real node-exporter of one node: verify must fail and name that target."""
     node = lab["nodes"][1]
     labctl = [sys.executable, str(REPO / "lab" / "labctl.py")]
     subprocess.run(labctl + ["stop", f"node-exporter-{node['name']}"], check=True, capture_output=True)
     try:
-        run = playbook("verify.yml", "-e", "verify_timeout=45")
+        # Prometheus notices at its next scrape (30 s interval); verify reads what Prometheus knows.
+        wait_until("Prometheus to see the stopped exporter down", lambda: any(
+            t["labels"]["job"] == "node-exporter" and t["health"] == "down" for t in active_targets(api)), 90, 3)
+        run = playbook("verify.yml", "-e", "verify_timeout=10")
         assert run.rc != 0
         assert f"{node['ip']}:9100" in run.out or node["name"] in run.out, run.out[-3000:]
         assert "job 'node-exporter': 1 of 2 targets up" in run.out

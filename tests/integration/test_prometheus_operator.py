@@ -60,10 +60,12 @@ def test_check_mode_after_install_reports_no_change(playbook, audit):
     assert audit.writes() == []
 
 
-def test_verify_passes(playbook):
-    run = playbook("verify.yml")
-    assert run.rc == 0, run.out[-3000:]
-    assert "10 CRDs Established, prometheus-operator available" in run.out
+def test_crds_established_and_operator_available(api):
+    ext = client.ApiextensionsV1Api(api)
+    for crd in ext.list_custom_resource_definition(label_selector="app.kubernetes.io/managed-by=unimon.stack").items:
+        assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions), crd.metadata.name
+    dep = client.AppsV1Api(api).read_namespaced_deployment("prometheus-operator", "unimon")
+    assert dep.status.available_replicas == 1
 
 
 def test_operator_reconciles_a_prometheus(api):
