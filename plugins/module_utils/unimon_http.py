@@ -74,7 +74,7 @@ class Endpoint(object):
     def _through_service_proxy(self, params):
         if not HAS_KUBERNETES:
             raise EndpointError('the kubernetes Python library is needed for the service proxy: %s' % KUBERNETES_IMP_ERR)
-        cfg = _kube_configuration(params)
+        cfg = kube_configuration(params)
         svc = '%s:%s:%s' % (params['scheme'], params['service'], params['port'])
         self.base = '%s/api/v1/namespaces/%s/services/%s/proxy' % (cfg.host.rstrip('/'), quote(params['namespace']), quote(svc))
         self.describe = 'service %s/%s port %s through the API server %s' % (
@@ -110,7 +110,7 @@ class Endpoint(object):
                                 % (self.describe, path, body[:80]))
 
 
-def _kube_configuration(params):
+def kube_configuration(params):
     """kubeconfig / context options first, then the K8S_AUTH_* variables AWX sets, then in-cluster."""
     kubeconfig = params.get('kubeconfig') or os.environ.get('K8S_AUTH_KUBECONFIG')
     context = params.get('context') or os.environ.get('K8S_AUTH_CONTEXT')
