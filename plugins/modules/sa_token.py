@@ -14,7 +14,7 @@ version_added: 0.1.0
 description:
   - Requests a bound token for a ServiceAccount (the TokenRequest API; no long-lived Secret) and writes it
     to O(dest) with mode 0600. The token is never returned or logged.
-  - Idempotent: an existing token in O(dest) is kept while more than a third of its lifetime remains.
+  - Idempotent. An existing token in O(dest) is kept while more than a third of its lifetime remains.
 author:
   - unimon.stack developers (@unimon)
 options:
