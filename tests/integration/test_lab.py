@@ -21,14 +21,32 @@ def http_json(url: str, data: bytes | None = None, content_type: str = "applicat
         return json.loads(resp.read())
 
 
-@pytest.fixture(scope="module")
-def namespace(core):
+def ensure(create, *args):
+    """Create an object; one left by an earlier session is fine (the lab persists)."""
     try:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-            name=NS, labels={"pod-security.kubernetes.io/enforce": "privileged"})))
+        create(*args)
     except ApiException as err:
         if err.status != 409:
             raise
+
+
+def hostnet_daemonset(name: str, labels: dict, ports=None) -> client.V1DaemonSet:
+    """A DaemonSet on every node in the host network: on a kwok node its pod IP is the node's netns IP."""
+    return client.V1DaemonSet(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1DaemonSetSpec(
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(host_network=True, tolerations=[client.V1Toleration(operator="Exists")],
+                                      containers=[client.V1Container(name=name, image=f"example.invalid/{name}:1",
+                                                                     ports=ports)]))))
+
+
+@pytest.fixture(scope="module")
+def namespace(core):
+    ensure(core.create_namespace, client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=NS, labels={"pod-security.kubernetes.io/enforce": "privileged"})))
     return NS
 
 
@@ -53,20 +71,8 @@ def test_server_version_is_stamped(api):
 def test_hostnetwork_daemonset_becomes_ready_on_node_addresses(lab, api, namespace):
     apps = client.AppsV1Api(api)
     core = client.CoreV1Api(api)
-    labels = {"app.kubernetes.io/name": "lab-ds-probe"}
-    ds = client.V1DaemonSet(
-        metadata=client.V1ObjectMeta(name="lab-ds-probe", labels=labels),
-        spec=client.V1DaemonSetSpec(
-            selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(host_network=True, tolerations=[client.V1Toleration(operator="Exists")],
-                                      containers=[client.V1Container(name="probe", image="example.invalid/probe:1")]))))
-    try:
-        apps.create_namespaced_daemon_set(namespace, ds)
-    except ApiException as err:
-        if err.status != 409:
-            raise
+    ensure(apps.create_namespaced_daemon_set, namespace,
+           hostnet_daemonset("lab-ds-probe", {"app.kubernetes.io/name": "lab-ds-probe"}))
 
     def ready():
         st = apps.read_namespaced_daemon_set_status("lab-ds-probe", namespace).status
@@ -109,11 +115,8 @@ def test_crd_applied_server_side_becomes_established_and_accepts_a_resource(api,
 
 def test_subject_access_review_allows_and_denies(api, namespace):
     core = client.CoreV1Api(api)
-    try:
-        core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="sar")))
-    except ApiException as err:
-        if err.status != 409:
-            raise
+    ensure(core.create_namespaced_service_account, namespace,
+           client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="sar")))
     rbac = client.RbacAuthorizationV1Api(api)
     role = client.V1Role(metadata=client.V1ObjectMeta(name="read-pods"),
                          rules=[client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list"])])
@@ -121,12 +124,8 @@ def test_subject_access_review_allows_and_denies(api, namespace):
                                    role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role",
                                                              name="read-pods"),
                                    subjects=[client.RbacV1Subject(kind="ServiceAccount", name="sar", namespace=namespace)])
-    for create, body in ((rbac.create_namespaced_role, role), (rbac.create_namespaced_role_binding, binding)):
-        try:
-            create(namespace, body)
-        except ApiException as err:
-            if err.status != 409:
-                raise
+    ensure(rbac.create_namespaced_role, namespace, role)
+    ensure(rbac.create_namespaced_role_binding, namespace, binding)
     authz = client.AuthorizationV1Api(api)
 
     def review(verb, resource, subresource=None):
@@ -141,11 +140,8 @@ def test_subject_access_review_allows_and_denies(api, namespace):
 
 def test_token_request_token_authenticates(lab, api, namespace):
     core = client.CoreV1Api(api)
-    try:
-        core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tok")))
-    except ApiException as err:
-        if err.status != 409:
-            raise
+    ensure(core.create_namespaced_service_account, namespace,
+           client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tok")))
     tr = core.create_namespaced_service_account_token(
         "tok", namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
             audiences=[], expiration_seconds=600)))
@@ -185,25 +181,12 @@ def test_prometheus_scrapes_node_exporter_in_node_netns_via_kubernetes_sd(lab, a
     apps = client.AppsV1Api(api)
     core = client.CoreV1Api(api)
     labels = {"app.kubernetes.io/name": "node-exporter", "app.kubernetes.io/part-of": "lab-tests"}
-    ds = client.V1DaemonSet(
-        metadata=client.V1ObjectMeta(name="lab-node-exporter", labels=labels),
-        spec=client.V1DaemonSetSpec(
-            selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(host_network=True, tolerations=[client.V1Toleration(operator="Exists")],
-                                      containers=[client.V1Container(
-                                          name="node-exporter", image="example.invalid/node-exporter:1",
-                                          ports=[client.V1ContainerPort(name="metrics", container_port=9100)])]))))
+    ds = hostnet_daemonset("lab-node-exporter", labels, [client.V1ContainerPort(name="metrics", container_port=9100)])
     svc = client.V1Service(metadata=client.V1ObjectMeta(name="lab-node-exporter", labels=labels),
                            spec=client.V1ServiceSpec(cluster_ip="None", selector=labels, ports=[
                                client.V1ServicePort(name="metrics", port=9100, target_port="metrics")]))
-    for create, body in ((apps.create_namespaced_daemon_set, ds), (core.create_namespaced_service, svc)):
-        try:
-            create(namespace, body)
-        except ApiException as err:
-            if err.status != 409:
-                raise
+    ensure(apps.create_namespaced_daemon_set, namespace, ds)
+    ensure(core.create_namespaced_service, namespace, svc)
     want = {f"{n['ip']}:9100" for n in lab["nodes"]}
 
     def scraped():

@@ -127,3 +127,21 @@ def test_faults_give_one_clear_message(url, needle):
 def test_bad_expectation_is_refused():
     res = run_module("scrape_targets", {"url": "http://127.0.0.1:1", "expect": [{"job": "node"}]})
     assert res["failed"] is True and "needs min_up or all_up" in res["msg"]
+
+
+# unimon.stack.promql against the same real Prometheus.
+def test_promql_series_and_values(prometheus):
+    res = run_module("promql", {"url": prometheus["url"], "timeout": 30, "query": 'up{job="node"}', "min_value": 1})
+    assert not res.get("failed"), res
+    assert res["result"][0]["metric"]["job"] == "node" and res["result"][0]["value"] == 1.0
+
+
+def test_promql_empty_expectation_names_the_offending_series(prometheus):
+    res = run_module("promql", {"url": prometheus["url"], "timeout": 5, "query": "up == 0", "expect": "empty"})
+    assert res["failed"] is True
+    assert "expected no series, got 1" in res["msg"] and prometheus["dead"] in res["msg"]
+
+
+def test_promql_bad_query_is_reported(prometheus):
+    res = run_module("promql", {"url": prometheus["url"], "timeout": 2, "query": "up{"})
+    assert res["failed"] is True and "400" in res["msg"]

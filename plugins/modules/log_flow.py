@@ -1,0 +1,235 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: unimon.stack developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: log_flow
+short_description: Prove that log streams arrive in Elasticsearch or OpenSearch
+version_added: 0.1.0
+description:
+  - For each stream (an index pattern plus field filters such as namespace, container or VM name), counts
+    the documents of the freshness window and finds the newest C(@timestamp); waits, with backoff, until
+    every stream has fresh documents or the timeout passes.
+  - Reaches the log store directly (O(url)) or through the Kubernetes API server's service proxy
+    (O(namespace), O(service), O(port)). Read-only; runs in check mode.
+author:
+  - unimon.stack developers (@unimon)
+options:
+  url:
+    description: Base URL of Elasticsearch / OpenSearch.
+    type: str
+  namespace:
+    description: Namespace of the log store Service (service proxy access).
+    type: str
+  service:
+    description: Name of the log store Service (service proxy access).
+    type: str
+  port:
+    description: Port name or number of the Service (service proxy access).
+    type: str
+  scheme:
+    description: Scheme the API server uses towards the Service.
+    type: str
+    default: http
+    choices: [http, https]
+  kubeconfig:
+    description: Kubeconfig file for service proxy access; defaults to C(K8S_AUTH_KUBECONFIG) or C(~/.kube/config).
+    type: path
+  context:
+    description: Kubeconfig context; defaults to C(K8S_AUTH_CONTEXT) or the current context.
+    type: str
+  ca_path:
+    description: CA bundle that signs the log store's certificate (direct access).
+    type: path
+  validate_certs:
+    description: Verify TLS certificates. Turning this off is an explicit opt-in.
+    type: bool
+    default: true
+  bearer_token:
+    description: Bearer token for direct access.
+    type: str
+  username:
+    description: Basic auth user (for example C(elastic)).
+    type: str
+  password:
+    description: Basic auth password.
+    type: str
+  request_timeout:
+    description: Seconds one HTTP request may take.
+    type: float
+    default: 10.0
+  streams:
+    description: The log streams that must be flowing.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name used in the result and messages.
+        type: str
+        required: true
+      index:
+        description: Index pattern, for example C(kubernetes-*) or C(virt-launcher-*).
+        type: str
+        required: true
+      filters:
+        description: Field/value pairs every document must match (phrase match), for example
+          C({kubernetes.container_name: guest-console-log}).
+        type: dict
+        default: {}
+      max_age:
+        description: Freshness window in seconds; the newest document must be younger.
+        type: int
+        default: 300
+  timeout:
+    description: Seconds to wait until every stream is fresh.
+    type: float
+    default: 120
+attributes:
+  check_mode:
+    description: Only reads, so it runs unchanged in check mode.
+    support: full
+  diff_mode:
+    description: Nothing changes, so there is no diff.
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Container logs and VM serial consoles arrive
+  unimon.stack.log_flow:
+    url: https://elasticsearch.unimon.svc:9200
+    ca_path: /etc/unimon/ca.crt
+    username: elastic
+    password: "{{ elastic_password }}"
+    streams:
+      - name: containers
+        index: kubernetes-*
+        filters: {kubernetes.namespace_name: unimon}
+      - name: vm-consoles
+        index: virt-launcher-*
+        filters: {kubernetes.container_name: guest-console-log}
+        max_age: 600
+"""
+
+RETURN = r"""
+streams:
+  description: Per stream, documents in the freshness window, the newest @timestamp and its lag in seconds.
+  returned: always
+  type: dict
+  sample: {"containers": {"count": 1532, "newest": "2026-11-22T10:00:01.000Z", "lag_seconds": 3.2, "fresh": true}}
+unmet:
+  description: The streams that are missing or stale, one sentence each.
+  returned: always
+  type: list
+  elements: str
+attempts:
+  description: How many times the streams were read.
+  returned: always
+  type: int
+"""
+
+import calendar
+import json
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.six.moves.urllib.parse import quote
+
+from ansible_collections.unimon.stack.plugins.module_utils.unimon_http import (
+    ENDPOINT_ARGS, ENDPOINT_MUTUALLY_EXCLUSIVE, ENDPOINT_REQUIRED_ONE_OF, ENDPOINT_REQUIRED_TOGETHER,
+    Endpoint, EndpointError,
+)
+from ansible_collections.unimon.stack.plugins.module_utils.unimon_wait import until
+
+
+def parse_timestamp(value):
+    """Seconds since the epoch of an ISO 8601 UTC timestamp as Elasticsearch returns it, or None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().replace('Z', '').replace('+00:00', '')
+    whole, _sep, fraction = text.partition('.')
+    try:
+        seconds = calendar.timegm(time.strptime(whole, '%Y-%m-%dT%H:%M:%S'))
+    except ValueError:
+        return None
+    return seconds + (float('0.' + fraction) if fraction.isdigit() else 0.0)
+
+
+def query(stream, window=None):
+    filters = [{'match_phrase': {field: value}} for field, value in sorted(stream['filters'].items())]
+    if window is not None:
+        filters.append({'range': {'@timestamp': {'gte': 'now-%ds' % window}}})
+    return {'size': 1, 'track_total_hits': True, 'sort': [{'@timestamp': {'order': 'desc', 'unmapped_type': 'date'}}],
+            '_source': ['@timestamp'], 'query': {'bool': {'filter': filters}}}
+
+
+def read_stream(endpoint, stream, now):
+    path = '/%s/_search?ignore_unavailable=true&allow_no_indices=true' % quote(stream['index'], safe='*,-')
+    newest_hit = endpoint.get_json(path, method='POST', data=json.dumps(query(stream)),
+                                   content_type='application/json')
+    recent = endpoint.get_json(path, method='POST', data=json.dumps(query(stream, stream['max_age'])),
+                               content_type='application/json')
+    if 'hits' not in newest_hit or 'hits' not in recent:
+        raise EndpointError('%s did not answer a _search like Elasticsearch/OpenSearch' % endpoint.describe)
+    hits = newest_hit['hits']['hits']
+    newest = hits[0]['_source'].get('@timestamp') if hits else None
+    ts = parse_timestamp(newest)
+    total = recent['hits']['total']
+    count = total['value'] if isinstance(total, dict) else int(total)
+    lag = round(now - ts, 1) if ts is not None else None
+    return {'count': count, 'newest': newest, 'lag_seconds': lag,
+            'fresh': count > 0 and lag is not None and lag <= stream['max_age']}
+
+
+def main():
+    argument_spec = dict(ENDPOINT_ARGS)
+    argument_spec.update(
+        streams=dict(type='list', elements='dict', required=True, options=dict(
+            name=dict(type='str', required=True),
+            index=dict(type='str', required=True),
+            filters=dict(type='dict', default={}),
+            max_age=dict(type='int', default=300),
+        )),
+        timeout=dict(type='float', default=120),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=ENDPOINT_MUTUALLY_EXCLUSIVE, required_one_of=ENDPOINT_REQUIRED_ONE_OF,
+                           required_together=ENDPOINT_REQUIRED_TOGETHER)
+    for s in module.params['streams']:
+        if s['max_age'] <= 0:
+            module.fail_json(msg="stream '%s': max_age must be > 0" % s['name'])
+    try:
+        endpoint = Endpoint(module.params)
+    except EndpointError as err:
+        module.fail_json(msg=str(err), streams={}, unmet=[], attempts=0)
+
+    def check():
+        result, unmet = {}, []
+        for s in module.params['streams']:
+            try:
+                info = read_stream(endpoint, s, time.time())
+            except EndpointError as err:
+                return False, ({}, [str(err)])
+            result[s['name']] = info
+            if info['newest'] is None:
+                unmet.append("stream '%s' (%s %s): no documents" % (s['name'], s['index'], s['filters']))
+            elif not info['fresh']:
+                unmet.append("stream '%s' (%s %s): newest document %s is %ss old, older than %ss"
+                             % (s['name'], s['index'], s['filters'], info['newest'], info['lag_seconds'], s['max_age']))
+        return not unmet, (result, unmet)
+
+    done, (streams, unmet), attempts = until(check, module.params['timeout'])
+    result = dict(changed=False, streams=streams, unmet=unmet, attempts=attempts)
+    if not done:
+        module.fail_json(msg='log streams not flowing after %ss: %s' % (module.params['timeout'], '; '.join(unmet)),
+                         **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
