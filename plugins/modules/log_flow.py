@@ -78,8 +78,9 @@ options:
         type: str
         required: true
       filters:
-        description: Field/value pairs every document must match (phrase match), for example
-          C({kubernetes.container_name: guest-console-log}).
+        description: >-
+          Field/value pairs every document must match (phrase match), for example
+          C({"kubernetes.container_name": "guest-console-log"}).
         type: dict
         default: {}
       max_age:
