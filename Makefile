@@ -14,7 +14,7 @@ COLL_DIR := $(COLL_ROOT)/ansible_collections/unimon/stack
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
+.PHONY: lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements.txt
@@ -27,8 +27,12 @@ collection: venv
 	rm -rf $(COLL_DIR); mkdir -p $(COLL_DIR)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(COLL_DIR)
 
-test: yamllint lint sanity unit render integration
+# The lab tiers start from an empty lab (state from earlier runs could hide a missing step).
+test: yamllint lint sanity unit lab-reset render integration
 	@echo "make test: all tiers passed"
+
+lab-reset:
+	lab/down.sh --purge
 
 yamllint: venv
 	$(BIN)/yamllint --strict .

@@ -166,12 +166,20 @@ def wait_for(what: str, check, timeout: float = 120) -> None:
 
 
 # ---------------------------------------------------------------- processes
+def _start_time(pid: int) -> str:
+    """Kernel start time of a process: with the pid, it tells our process from a later one reusing the pid."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
 def pid_of(name: str) -> int | None:
     try:
-        pid = int((PIDS / f"{name}.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
+        fields = (PIDS / f"{name}.pid").read_text().split()
+        pid = int(fields[0])
+        if len(fields) == 1:  # written before start times were recorded
+            os.kill(pid, 0)
+            return pid
+        return pid if _start_time(pid) == fields[1] else None
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -184,7 +192,7 @@ def start(name: str, cmd: list[str], env: dict | None = None, user: str | None =
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})}, start_new_session=True, cwd=cwd,
                             user=user, group=user, extra_groups=[] if user else None)
-    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    (PIDS / f"{name}.pid").write_text(f"{proc.pid} {_start_time(proc.pid)}")
     log(f"started {name} (pid {proc.pid})")
 
 
