@@ -26,7 +26,7 @@ def test_apiserver_stopped_mid_run_then_rerun_converges(playbook, lab):
         time.sleep(12)
         assert proc.poll() is None, "site.yml ended before the API server was stopped"
         labctl("stop", "kube-apiserver")
-        out, _ = proc.communicate(timeout=900)
+        out = proc.communicate(timeout=900)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
