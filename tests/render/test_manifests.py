@@ -3,6 +3,7 @@ and accepted by a real kube-apiserver's schema validation (server-side dry run, 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -34,8 +35,22 @@ def test_cluster_roles_grant_no_proxy_or_exec(render, role):
                         assert (group, res) not in FORBIDDEN, f"{obj['metadata']['name']} grants {group}/{res}"
 
 
+@pytest.fixture(scope="module")
+def operator_crds(lab):
+    """Custom resources are validated against the CRDs' schemas: install the upstream CRDs of the lab's
+    operator version for the dry runs, and take them away again afterwards."""
+    crds = str(next((Path(lab["state"]).parent / "crds").glob("prometheus-operator-*")))
+    kubectl = [lab["kubectl"], "--kubeconfig", lab["kubeconfig"]]
+    subprocess.run(kubectl + ["apply", "--server-side", "--force-conflicts", "--field-manager=render-test", "-f", crds],
+                   capture_output=True, check=True)
+    subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd", "--all", "--timeout=120s"],
+                   capture_output=True, check=True)
+    yield
+    subprocess.run(kubectl + ["delete", "-f", crds, "--wait=true"], capture_output=True, check=False)
+
+
 @pytest.mark.parametrize("role", ROLES)
-def test_apiserver_accepts_manifests(render, lab, role):
+def test_apiserver_accepts_manifests(render, lab, operator_crds, role):
     out = render(role, **{f"{role}_namespace": "default"})
     kubectl = lab["kubectl"]
     for f in sorted(out.glob("*.yaml")):
