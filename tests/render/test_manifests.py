@@ -39,7 +39,7 @@ def test_cluster_roles_grant_no_proxy_or_exec(render, role):
 def operator_crds(lab):
     """Custom resources are validated against the CRDs' schemas: install the upstream CRDs of the lab's
     operator version for the dry runs, and take them away again afterwards."""
-    crds = str(next((Path(lab["state"]).parent / "crds").glob("prometheus-operator-*")))
+    crds = str(sorted((Path(lab["state"]).parent / "crds").glob("prometheus-operator-*"))[-1])
     kubectl = [lab["kubectl"], "--kubeconfig", lab["kubeconfig"]]
     subprocess.run(kubectl + ["apply", "--server-side", "--force-conflicts", "--field-manager=render-test", "-f", crds],
                    capture_output=True, check=True)
