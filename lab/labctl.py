@@ -379,7 +379,18 @@ def start_node_exporters() -> None:
                                         "--collector.time", "--collector.stat", "--collector.diskstats"])
 
 
+def install_operator_crds() -> None:
+    """prometheus-operator only starts the controllers whose CRDs exist when it starts: install them
+    first, as a cluster install would (our role's server-side apply takes them over later)."""
+    crds = CACHE / "crds" / f"prometheus-operator-{V['PROMETHEUS_OPERATOR_VERSION']}"
+    kubectl = [binary("kubectl", "KUBERNETES_VERSION"), "--kubeconfig", str(KUBECONFIG)]
+    run(*kubectl, "apply", "--server-side", "--force-conflicts", "--field-manager=unimon-lab", "-f", str(crds))
+    run(*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
+
+
 def start_observers() -> None:
+    if not pid_of("prometheus-operator"):
+        install_operator_crds()
     start("kube-state-metrics", [binary("kube-state-metrics", "KUBE_STATE_METRICS_VERSION"),
                                  "--kubeconfig", kc("observer"), "--host", "127.0.0.1", "--port", "18080",
                                  "--telemetry-host", "127.0.0.1", "--telemetry-port", "18082"])
