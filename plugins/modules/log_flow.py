@@ -19,50 +19,9 @@ description:
     (O(namespace), O(service), O(port)). Read-only; runs in check mode.
 author:
   - unimon.stack developers (@unimon)
+extends_documentation_fragment:
+  - unimon.stack.endpoint
 options:
-  url:
-    description: Base URL of Elasticsearch / OpenSearch.
-    type: str
-  namespace:
-    description: Namespace of the log store Service (service proxy access).
-    type: str
-  service:
-    description: Name of the log store Service (service proxy access).
-    type: str
-  port:
-    description: Port name or number of the Service (service proxy access).
-    type: str
-  scheme:
-    description: Scheme the API server uses towards the Service.
-    type: str
-    default: http
-    choices: [http, https]
-  kubeconfig:
-    description: Kubeconfig file for service proxy access; defaults to C(K8S_AUTH_KUBECONFIG) or C(~/.kube/config).
-    type: path
-  context:
-    description: Kubeconfig context; defaults to C(K8S_AUTH_CONTEXT) or the current context.
-    type: str
-  ca_path:
-    description: CA bundle that signs the log store's certificate (direct access).
-    type: path
-  validate_certs:
-    description: Verify TLS certificates. Turning this off is an explicit opt-in.
-    type: bool
-    default: true
-  bearer_token:
-    description: Bearer token for direct access.
-    type: str
-  username:
-    description: Basic auth user (for example C(elastic)).
-    type: str
-  password:
-    description: Basic auth password.
-    type: str
-  request_timeout:
-    description: Seconds one HTTP request may take.
-    type: float
-    default: 10.0
   streams:
     description: The log streams that must be flowing.
     type: list
