@@ -319,6 +319,9 @@ def start_control_plane() -> None:
         "--service-account-private-key-file", str(PKI / "sa.key"), "--root-ca-file", str(PKI / "ca.crt"),
         "--cluster-signing-cert-file", str(PKI / "ca.crt"), "--cluster-signing-key-file", str(PKI / "ca.key"),
         "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+        # kwok sets a pod Ready once and never again: a node marked NotReady during a short API server
+        # outage (the fault test) would leave every pod NotReady for good. Real kubelets re-report.
+        "--node-monitor-grace-period", "5m",
         "--authentication-kubeconfig", kc("controller-manager"),
         "--authorization-kubeconfig", kc("controller-manager"),
     ])
