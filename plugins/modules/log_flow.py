@@ -50,6 +50,36 @@ options:
     description: Seconds to wait until every stream is fresh.
     type: float
     default: 120
+  canary:
+    description:
+      - End-to-end proof on a real cluster. Starts a short-lived pod that prints a unique marker, waits until
+        the marker is searchable in O(canary.index) and reports the latency; the pod is deleted afterwards,
+        whether the marker arrived or not.
+      - The pod is created with the Kubernetes credentials of O(kubeconfig) / O(context), the C(K8S_AUTH_*)
+        variables or the in-cluster account. Skipped in check mode (it would create a pod).
+      - The pod is temporary, so the task still reports C(changed=false).
+    type: dict
+    suboptions:
+      enabled:
+        description: Run the canary.
+        type: bool
+        default: false
+      namespace:
+        description: Namespace of the canary pod.
+        type: str
+        default: default
+      image:
+        description: Image with a POSIX shell (C(sh -c echo)).
+        type: str
+        default: registry.k8s.io/e2e-test-images/busybox:1.36.1-1
+      index:
+        description: Index pattern the marker must appear in.
+        type: str
+        default: kubernetes-*
+      timeout:
+        description: Seconds to wait for the marker.
+        type: float
+        default: 180
 attributes:
   check_mode:
     description: Only reads, so it runs unchanged in check mode.
@@ -91,18 +121,25 @@ attempts:
   description: How many times the streams were read.
   returned: always
   type: int
+canary:
+  description: The canary's marker, pod, whether the marker arrived and the seconds from pod creation to found.
+  returned: when O(canary.enabled=true)
+  type: dict
+  sample: {"marker": "unimon-canary-3f2a9c1e", "pod": "default/unimon-log-canary-3f2a9c1e", "found": true,
+           "latency_seconds": 7.4}
 """
 
 import calendar
 import json
 import time
+import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.parse import quote
 
 from ansible_collections.unimon.stack.plugins.module_utils.unimon_http import (
     ENDPOINT_ARGS, ENDPOINT_MUTUALLY_EXCLUSIVE, ENDPOINT_REQUIRED_ONE_OF, ENDPOINT_REQUIRED_TOGETHER,
-    Endpoint, EndpointError,
+    HAS_KUBERNETES, KUBERNETES_IMP_ERR, Endpoint, EndpointError, kube_configuration,
 )
 from ansible_collections.unimon.stack.plugins.module_utils.unimon_wait import until
 
@@ -146,6 +183,72 @@ def read_stream(endpoint, stream, now):
             'fresh': count > 0 and lag is not None and lag <= stream['max_age']}
 
 
+def canary_pod(name, marker, image):
+    """A pod that prints the marker once and exits; nothing else, least privilege."""
+    return {
+        'apiVersion': 'v1', 'kind': 'Pod',
+        'metadata': {'name': name, 'labels': {'app.kubernetes.io/name': 'unimon-log-canary',
+                                              'app.kubernetes.io/part-of': 'unimon',
+                                              'app.kubernetes.io/managed-by': 'unimon.stack'}},
+        'spec': {
+            'restartPolicy': 'Never',
+            'automountServiceAccountToken': False,
+            'terminationGracePeriodSeconds': 0,
+            'securityContext': {'runAsNonRoot': True, 'runAsUser': 65534, 'seccompProfile': {'type': 'RuntimeDefault'}},
+            'containers': [{
+                'name': 'canary', 'image': image,
+                'command': ['sh', '-c', 'echo %s' % marker],
+                'resources': {'requests': {'cpu': '10m', 'memory': '16Mi'}, 'limits': {'memory': '16Mi'}},
+                'securityContext': {'allowPrivilegeEscalation': False, 'readOnlyRootFilesystem': True,
+                                    'capabilities': {'drop': ['ALL']}},
+            }],
+        },
+    }
+
+
+def run_canary(module, endpoint, opts):
+    """Create the pod, wait for its marker in the store, delete the pod. Returns the canary result."""
+    if not HAS_KUBERNETES:
+        module.fail_json(msg='the kubernetes Python library is needed for the canary: %s' % KUBERNETES_IMP_ERR)
+    from kubernetes import client as k8s_client  # pylint: disable=import-outside-toplevel
+    from kubernetes.client.rest import ApiException  # pylint: disable=import-outside-toplevel
+    try:
+        core = k8s_client.CoreV1Api(k8s_client.ApiClient(kube_configuration(module.params)))
+    except EndpointError as err:
+        module.fail_json(msg='canary: %s' % err)
+    token = uuid.uuid4().hex[:12]
+    marker, name = 'unimon-canary-%s' % token, 'unimon-log-canary-%s' % token
+    result = {'marker': marker, 'pod': '%s/%s' % (opts['namespace'], name), 'found': False, 'latency_seconds': None}
+    stream = {'index': opts['index'], 'filters': {'message': marker}, 'max_age': 3600}
+    started = time.time()
+    try:
+        core.create_namespaced_pod(opts['namespace'], canary_pod(name, marker, opts['image']))
+    except ApiException as err:
+        module.fail_json(msg='canary: cannot create pod %s: %s %s' % (result['pod'], err.status, err.reason),
+                         canary=result)
+    except Exception as err:  # urllib3 connection errors have no common base worth naming
+        module.fail_json(msg='canary: cannot reach the Kubernetes API: %s' % err, canary=result)
+    try:
+        def marker_found():
+            try:
+                info = read_stream(endpoint, stream, time.time())
+            except EndpointError as err:
+                return False, str(err)
+            return info['count'] > 0, None
+        found, last_error, _attempts = until(marker_found, opts['timeout'], first_delay=0.5, max_delay=2.0)
+    finally:
+        try:
+            core.delete_namespaced_pod(name, opts['namespace'], grace_period_seconds=0)
+        except Exception:  # already gone, or the API went away: nothing more we can do here
+            module.warn('canary: could not delete pod %s' % result['pod'])
+    result['found'] = bool(found)
+    if found:
+        result['latency_seconds'] = round(time.time() - started, 1)
+    elif last_error:
+        result['last_error'] = last_error
+    return result
+
+
 def main():
     argument_spec = dict(ENDPOINT_ARGS)
     argument_spec.update(
@@ -156,6 +259,13 @@ def main():
             max_age=dict(type='int', default=300),
         )),
         timeout=dict(type='float', default=120),
+        canary=dict(type='dict', options=dict(
+            enabled=dict(type='bool', default=False),
+            namespace=dict(type='str', default='default'),
+            image=dict(type='str', default='registry.k8s.io/e2e-test-images/busybox:1.36.1-1'),
+            index=dict(type='str', default='kubernetes-*'),
+            timeout=dict(type='float', default=180),
+        )),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=ENDPOINT_MUTUALLY_EXCLUSIVE, required_one_of=ENDPOINT_REQUIRED_ONE_OF,
@@ -188,6 +298,16 @@ def main():
     if not done:
         module.fail_json(msg='log streams not flowing after %ss: %s' % (module.params['timeout'], '; '.join(unmet)),
                          **result)
+    canary = module.params['canary'] or {}
+    if canary.get('enabled'):
+        if module.check_mode:
+            result['canary'] = {'skipped': True, 'reason': 'check mode: the canary would create a pod'}
+        else:
+            result['canary'] = run_canary(module, endpoint, canary)
+            if not result['canary']['found']:
+                module.fail_json(msg='canary marker %s from pod %s not searchable in %s after %ss%s' % (
+                    result['canary']['marker'], result['canary']['pod'], canary['index'], canary['timeout'],
+                    (': ' + result['canary']['last_error']) if result['canary'].get('last_error') else ''), **result)
     module.exit_json(**result)
 
 

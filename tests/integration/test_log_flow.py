@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
+import time
 import urllib.request
 import uuid
 
@@ -77,3 +79,64 @@ def test_unreachable_store_gives_one_message():
                                   "streams": [{"name": "x", "index": "kubernetes-*"}]})
     assert res["failed"] is True and "cannot reach" in res["msg"]
     assert "Traceback" not in json.dumps(res)
+
+
+def ship_canary_marker(core, es: str, index: str, stop: threading.Event) -> None:
+    """Plays Fluentd's part: kwok pods print nothing, so once the canary pod exists this writes the line
+    its container would have printed, shaped like our Fluentd output, into the real Elasticsearch."""
+    while not stop.is_set():
+        pods = core.list_namespaced_pod("default", label_selector="app.kubernetes.io/name=unimon-log-canary").items
+        if pods:
+            pod = pods[0]
+            marker = pod.spec.containers[0].command[-1].split()[-1]
+            bulk(es, index, [{"@timestamp": iso(0), "message": marker,
+                              "kubernetes": {"namespace_name": "default", "pod_name": pod.metadata.name,
+                                             "container_name": "canary"}}])
+            return
+        time.sleep(0.3)
+
+
+def canary_pods(core) -> list:
+    return [p for p in core.list_namespaced_pod("default", label_selector="app.kubernetes.io/name=unimon-log-canary").items
+            if not p.metadata.deletion_timestamp]
+
+
+def test_canary_marker_found_latency_reported_pod_removed(lab, core, indices):
+    index = f"kubernetes-{indices['run']}-canary"
+    stop = threading.Event()
+    shipper = threading.Thread(target=ship_canary_marker, args=(core, lab["elasticsearch"], index, stop), daemon=True)
+    shipper.start()
+    try:
+        res = run_module("log_flow", {
+            "url": lab["elasticsearch"], "kubeconfig": lab["kubeconfig"], "timeout": 10,
+            "streams": [{"name": "shop", "index": f"kubernetes-{indices['run']}-*"}],
+            "canary": {"enabled": True, "index": f"kubernetes-{indices['run']}-*", "timeout": 60}})
+    finally:
+        stop.set()
+        shipper.join(5)
+    assert not res.get("failed"), res
+    assert res["changed"] is False
+    assert res["canary"]["found"] is True
+    assert res["canary"]["marker"].startswith("unimon-canary-")
+    assert 0 < res["canary"]["latency_seconds"] < 60
+    assert canary_pods(core) == [], "the canary pod was left behind"
+
+
+def test_canary_marker_missing_fails_named_and_cleans_up(lab, core, indices):
+    res = run_module("log_flow", {
+        "url": lab["elasticsearch"], "kubeconfig": lab["kubeconfig"], "timeout": 10,
+        "streams": [{"name": "shop", "index": f"kubernetes-{indices['run']}-*"}],
+        "canary": {"enabled": True, "index": f"kubernetes-{indices['run']}-*", "timeout": 4}})
+    assert res["failed"] is True
+    assert res["canary"]["marker"] in res["msg"] and "not searchable" in res["msg"]
+    assert canary_pods(core) == [], "the canary pod was left behind"
+
+
+def test_canary_skipped_in_check_mode(lab, core, indices):
+    res = run_module("log_flow", {
+        "url": lab["elasticsearch"], "kubeconfig": lab["kubeconfig"], "timeout": 10,
+        "streams": [{"name": "shop", "index": f"kubernetes-{indices['run']}-*"}],
+        "canary": {"enabled": True}}, check=True)
+    assert not res.get("failed"), res
+    assert res["canary"]["skipped"] is True
+    assert canary_pods(core) == []
