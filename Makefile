@@ -14,7 +14,7 @@ COLL_DIR := $(COLL_ROOT)/ansible_collections/unimon/stack
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: molecule lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
+.PHONY: faults molecule lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements.txt
@@ -28,7 +28,7 @@ collection: venv
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(COLL_DIR)
 
 # The lab tiers start from an empty lab (state from earlier runs could hide a missing step).
-test: yamllint lint sanity unit lab-reset render integration molecule
+test: yamllint lint sanity unit lab-reset render integration molecule faults
 	@echo "make test: all tiers passed"
 
 lab-reset:
@@ -62,6 +62,10 @@ render: collection lab-build
 
 integration: collection lab-build
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration
+
+# Last: stops the lab's API server in the middle of a run (the lab is restarted after it).
+faults: collection lab-build
+	$(BIN)/pytest -q -p no:cacheprovider tests/faults
 
 # Acceptance as a user runs it: site.yml, again without changes, verify, uninstall (molecule/lab).
 molecule: collection lab-up
