@@ -187,6 +187,8 @@ def test_rules_and_guest_metrics_objects_are_applied(env, api, core):
     sm = custom(api).get_namespaced_custom_object("monitoring.coreos.com", "v1", NS, "servicemonitors",
                                                   "guest-metrics-shop")
     assert sm["spec"]["endpoints"][0]["path"] == "/biz"
+    for obj in (svc.metadata.labels, sm["metadata"]["labels"]):
+        assert obj["app.kubernetes.io/part-of"] == "unimon" and obj["app.kubernetes.io/managed-by"] == "unimon.stack"
 
 
 def test_vm_gets_exactly_the_resilience_fields(env, api):
