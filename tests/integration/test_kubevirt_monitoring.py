@@ -255,6 +255,9 @@ def test_dropping_a_guest_metrics_group_removes_its_objects(env, playbook, api, 
 
 
 def test_absent_removes_our_objects_and_only_our_fields(env, playbook, api, core):
+    # A group created by an earlier run with another list, no longer configured when removing.
+    assert playbook(PLAY, "-e", env(kubevirt_monitoring_guest_metrics=[
+        {"name": "shop", "namespace": NS, "port": 9200}, {"name": "old", "namespace": NS, "port": 9400}])).rc == 0
     run = playbook(PLAY, "-e", env(kubevirt_monitoring_state="absent"))
     assert run.rc == 0, run.out[-3000:]
     spec = kubevirt_cr(api)["spec"]
@@ -270,6 +273,9 @@ def test_absent_removes_our_objects_and_only_our_fields(env, playbook, api, core
     assert not exists(custom(api).get_namespaced_custom_object, "monitoring.coreos.com", "v1", NS, "prometheusrules",
                       "unimon-vms")
     assert not exists(core.read_namespaced_service, "guest-metrics-shop", NS)
+    assert not exists(custom(api).get_namespaced_custom_object, "monitoring.coreos.com", "v1", NS, "servicemonitors",
+                      "guest-metrics-shop")
+    assert not exists(core.read_namespaced_service, "guest-metrics-old", NS), "an unconfigured group's Service stayed"
     assert not exists(client.RbacAuthorizationV1Api(api).read_namespaced_role, "unimon-kubevirt-discovery", NS)
     again = playbook(PLAY, "-e", env(kubevirt_monitoring_state="absent"))
     assert again.rc == 0 and again.changed == 0, again.out[-3000:]
