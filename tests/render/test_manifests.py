@@ -9,7 +9,10 @@ import pytest
 
 from manifests import load_all
 
-ROLES = ["prometheus_operator", "prometheus", "node_exporter", "kube_state_metrics", "alert_rules", "kubelet_auth"]
+ROLES = ["prometheus_operator", "prometheus", "node_exporter", "kube_state_metrics", "alert_rules", "kubelet_auth",
+         "kubevirt_monitoring"]
+# Per-role overrides so every rendered object lands in a namespace the lab has.
+NAMESPACE_VARS = {"kubevirt_monitoring": ["kubevirt_monitoring_kubevirt_namespace"]}
 FORBIDDEN = {("", "nodes/proxy"), ("", "pods/exec"), ("", "pods/attach"), ("", "*")}
 
 
@@ -51,7 +54,7 @@ def operator_crds(lab):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_apiserver_accepts_manifests(render, lab, operator_crds, role):
-    out = render(role, **{f"{role}_namespace": "default"})
+    out = render(role, **{var: "default" for var in [f"{role}_namespace", *NAMESPACE_VARS.get(role, [])]})
     kubectl = lab["kubectl"]
     for f in sorted(out.glob("*.yaml")):
         res = subprocess.run([kubectl, "--kubeconfig", lab["kubeconfig"], "apply", "--server-side", "--dry-run=server",
