@@ -40,16 +40,21 @@ def test_cluster_roles_grant_no_proxy_or_exec(render, role):
 
 @pytest.fixture(scope="module")
 def operator_crds(lab):
-    """Custom resources are validated against the CRDs' schemas: install the upstream CRDs of the lab's
-    operator version for the dry runs, and take them away again afterwards."""
+    """Custom resources are validated against the CRDs' schemas. The lab installs the operator's CRDs
+    when it starts (its prometheus-operator needs them); install them here only if they are missing,
+    and then take away only what this fixture installed."""
     crds = str(sorted((Path(lab["state"]).parent / "crds").glob("prometheus-operator-*"))[-1])
     kubectl = [lab["kubectl"], "--kubeconfig", lab["kubeconfig"]]
-    subprocess.run(kubectl + ["apply", "--server-side", "--force-conflicts", "--field-manager=render-test", "-f", crds],
-                   capture_output=True, check=True)
+    present = subprocess.run(kubectl + ["get", "crd", "prometheuses.monitoring.coreos.com"],
+                             capture_output=True, check=False).returncode == 0
+    if not present:
+        subprocess.run(kubectl + ["apply", "--server-side", "--force-conflicts", "--field-manager=render-test",
+                                  "-f", crds], capture_output=True, check=True)
     subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd", "--all", "--timeout=120s"],
                    capture_output=True, check=True)
     yield
-    subprocess.run(kubectl + ["delete", "-f", crds, "--wait=true"], capture_output=True, check=False)
+    if not present:
+        subprocess.run(kubectl + ["delete", "-f", crds, "--wait=true"], capture_output=True, check=False)
 
 
 @pytest.mark.parametrize("role", ROLES)
