@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "lab"))
 from api_counter import ApiCounter  # noqa: E402  pylint: disable=wrong-import-position
+from lab_fixtures import wait_until  # noqa: E402  pylint: disable=wrong-import-position
 
 BIN = Path(sys.executable).parent
 SEL = {"unimon-test": "inventory"}
@@ -112,6 +113,17 @@ def cleanup():
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def absent(ns: str) -> bool:
+        try:
+            core.read_namespace(ns)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    def gone() -> bool:
+        return absent(NS1) and absent(NS2)
+    wait_until(f"namespaces {NS1} and {NS2} to be deleted", gone, 120)
 
 
 def inventory(tmp_path: Path, config: dict, *args: str, name: str = "test.cluster.yml") -> dict:
