@@ -149,6 +149,7 @@ except ImportError as err:
         """Placeholder so the except clauses below parse without the client."""
 
 ROLE_PREFIX = "node-role.kubernetes.io/"
+CONNECTION_KEYS = {"name", "kubeconfig", "context", "namespaces"}
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 
 
@@ -271,13 +272,29 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
         if results is None:
-            results = [self._fetch(conn) for conn in self.get_option("connections") or [{}]]
+            results = [self._fetch(conn) for conn in self._connections()]
         if update_cache:
             self._cache[cache_key] = results
         for cluster in results:
             self._populate(cluster)
 
     # -------------------------------------------------------------- fetching
+    def _connections(self):
+        """The connections option, checked: Ansible does not validate inventory suboptions itself."""
+        conns = self.get_option("connections") or [{}]
+        for idx, conn in enumerate(conns):
+            if not isinstance(conn, dict):
+                raise AnsibleParserError(f"{self.NAME}: connections[{idx}] must be a mapping, got {conn!r}")
+            unknown = sorted(set(conn) - CONNECTION_KEYS)
+            if unknown:
+                raise AnsibleParserError(f"{self.NAME}: connections[{idx}] has unknown keys {', '.join(unknown)}; "
+                                         f"known: {', '.join(sorted(CONNECTION_KEYS))}")
+            namespaces = conn.get("namespaces")
+            if namespaces is not None and (not isinstance(namespaces, list)
+                                           or not all(isinstance(n, str) and n for n in namespaces)):
+                raise AnsibleParserError(f"{self.NAME}: connections[{idx}].namespaces must be a list of names")
+        return conns
+
     def _fetch(self, conn):
         kubeconfig = conn.get("kubeconfig") or os.environ.get("K8S_AUTH_KUBECONFIG")
         if kubeconfig:

@@ -278,3 +278,17 @@ def test_kubevirt_crds_match_upstream_shape(objects, lab):
     with pytest.raises(ApiException) as err:
         objects.create_namespaced_custom_object("kubevirt.io", "v1", NS1, "virtualmachineinstances", bad)
     assert err.value.status == 422 and "spec.domain.cpu.cores" in err.value.body
+
+
+@pytest.mark.parametrize("connections,message", [
+    ([{"kubecofig": "/x"}], "connections[0] has unknown keys kubecofig"),
+    (["/root/.kube/config"], "connections[0] must be a mapping"),
+    ([{"namespaces": "default"}], "connections[0].namespaces must be a list"),
+])
+def test_bad_connections_are_refused_before_any_request(tmp_path, connections, message):
+    path = tmp_path / "bad.cluster.yml"
+    path.write_text(json.dumps({"plugin": "unimon.stack.cluster", "connections": connections}))
+    env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1", "ANSIBLE_INVENTORY_ENABLED": "unimon.stack.cluster"}
+    proc = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(path), "--list"], capture_output=True, text=True,
+                          env=env, check=False)
+    assert proc.returncode != 0 and message in " ".join(proc.stderr.split()), proc.stderr[-2000:]
