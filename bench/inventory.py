@@ -146,7 +146,7 @@ def configs(tmp: Path, kubeconfig: str, suffix: str) -> tuple[Path, Path]:
 def vmi_hosts(inv: dict, ours: bool) -> set[str]:
     if ours:
         return set(inv.get("vmis", {}).get("hosts", []))
-    return {h for h in inv["_meta"]["hostvars"]}
+    return set(inv["_meta"]["hostvars"])
 
 
 def main() -> int:

@@ -244,6 +244,11 @@ def kubevirt_schema() -> dict:
 # ---------------------------------------------------------------- CRDs
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 PHASE = {"name": "Phase", "type": "string", "jsonPath": ".status.phase"}
+MIGRATION_COLUMNS = [
+    {**PHASE, "description": "The current phase of VM instance migration"},
+    {"name": "VMI", "type": "string", "jsonPath": ".spec.vmiName",
+     "description": "The name of the VMI to perform the migration on"},
+]
 READY = {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].status"}
 
 
@@ -294,11 +299,7 @@ def crds() -> list[dict]:
             READY,
         ], status=True, labels=app),
         crd("VirtualMachineInstanceMigration", "virtualmachineinstancemigrations", ["vmim", "vmims"],
-            migration_schema(), [
-                {**PHASE, "description": "The current phase of VM instance migration"},
-                {"name": "VMI", "type": "string", "jsonPath": ".spec.vmiName",
-                 "description": "The name of the VMI to perform the migration on"},
-            ], status=True, labels=app),
+            migration_schema(), MIGRATION_COLUMNS, status=True, labels=app),
         crd("KubeVirt", "kubevirts", ["kv", "kvs"], kubevirt_schema(), [AGE, PHASE], status=True,
             labels={"operator.kubevirt.io": ""}),
     ]

@@ -99,9 +99,11 @@ options:
 """
 
 EXAMPLES = r"""
+---
 # inventory/lab.cluster.yml: the default kubeconfig, everything
 plugin: unimon.stack.cluster
 
+---
 # two clusters, VMIs grouped by their "app" label, results cached for ten minutes
 plugin: unimon.stack.cluster
 connections:
@@ -432,6 +434,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _set_vars(self, host, hostvars):
         for key, value in hostvars.items():
             self.inventory.set_variable(host, key, value)
+        if not (self.get_option("compose") or self.get_option("groups") or self.get_option("keyed_groups")):
+            return
         strict = self.get_option("strict")
         all_vars = self.inventory.get_host(host).get_vars()
         self._set_composite_vars(self._trusted(self.get_option("compose")), all_vars, host, strict=strict)

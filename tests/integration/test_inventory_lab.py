@@ -101,9 +101,9 @@ def cleanup():
     env = json.loads(subprocess.run([sys.executable, str(REPO / "lab" / "labctl.py"), "env"], capture_output=True,
                                     text=True, check=True).stdout)
     core = client.CoreV1Api(config.new_client_from_config(config_file=env["kubeconfig"]))
-    for name, *_ in NODES:
+    for node in NODES:
         try:
-            core.delete_node(name)
+            core.delete_node(node[0])
         except ApiException as exc:
             if exc.status != 404:
                 raise
