@@ -14,7 +14,7 @@ COLL_DIR := $(COLL_ROOT)/ansible_collections/unimon/stack
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: lab-reset bench bench-inventory sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
+.PHONY: lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements.txt
@@ -68,6 +68,7 @@ bench: collection lab-up
 	$(BIN)/python bench/deploy.py
 
 # Inventory speed: unimon.stack.cluster against kubevirt.core.kubevirt on 2,000 VMIs and 100 nodes.
+.PHONY: bench-inventory
 bench-inventory: collection lab-up
 	$(BIN)/python bench/inventory.py
 
