@@ -391,6 +391,17 @@ def install_operator_crds() -> None:
     run(*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
 
 
+def install_kubevirt_crds() -> None:
+    """KubeVirt's CRDs as the lab's stand-in for an installed KubeVirt (lab/kubevirt_crds.py says why
+    they are generated here), so roles and tests find kubevirt.io/v1 VMIs, VMs and the KubeVirt CR."""
+    import kubevirt_crds  # pylint: disable=import-outside-toplevel
+    out = STATE / "crds" / "kubevirt"
+    kubevirt_crds.main([str(out)])
+    kubectl = [binary("kubectl", "KUBERNETES_VERSION"), "--kubeconfig", str(KUBECONFIG)]
+    run(*kubectl, "apply", "--server-side", "--force-conflicts", "--field-manager=unimon-lab", "-f", str(out))
+    run(*kubectl, "wait", "--for=condition=Established", "-f", str(out), "--timeout=120s")
+
+
 def start_observers() -> None:
     if not pid_of("prometheus-operator"):
         install_operator_crds()
@@ -503,6 +514,7 @@ def cmd_up() -> int:
     start_elasticsearch()  # slowest to start: first, so it boots while the rest comes up
     start_control_plane()
     ensure_nodes()
+    install_kubevirt_crds()
     start_node_exporters()
     start_observers()
     for name, check in CHECKS.items():
