@@ -116,7 +116,7 @@ if HAS_KUBERNETES:
     from kubernetes import client as k8s_client
     from kubernetes.client.rest import ApiException
 
-LOOPBACK = re.compile(r'^(127\.|localhost$|\[?::1\]?$)')
+LOOPBACK = re.compile(r'^(127\.|localhost$|::1$)')
 # kubeadm labels its static pods component=<name>; each component's flag that names where metrics are served.
 CONTROL_PLANE = {
     'kube-scheduler': {'flag': '--bind-address', 'default': '0.0.0.0'},
@@ -133,8 +133,11 @@ def is_loopback(address):
         item = item.strip()
         if not item:
             continue
-        host = re.sub(r'^[a-z]+://', '', item)
-        host = re.sub(r'(:\d+)?(/.*)?$', '', host) if not host.startswith('[') else host.split(']')[0] + ']'
+        host = re.sub(r'^[a-z]+://', '', item).split('/')[0]
+        if host.startswith('['):
+            host = host[1:].split(']')[0]
+        elif host.count(':') == 1:
+            host = host.split(':')[0]
         hosts.append(host)
     return bool(hosts) and all(LOOPBACK.match(h) for h in hosts)
 
