@@ -214,7 +214,7 @@ def kube_proxy_facts(daemonset, proxy_config, cilium_config):
     address = '127.0.0.1:10249'  # kube-proxy's default metricsBindAddress
     if proxy_config is not None:
         for line in (proxy_config.get('data', {}).get('config.conf') or '').splitlines():
-            m = re.match(r'^metricsBindAddress:\s*"?([^"\s]*)"?', line.strip())
+            m = re.match(r'^metricsBindAddress:\s*["\']?([^"\'\s]*)', line.strip())
             if m and m.group(1):
                 address = m.group(1)
     if daemonset is not None:

@@ -66,6 +66,9 @@ def test_kube_proxy_states(cf):
     ds = {"metadata": {"name": "kube-proxy"}}
     public = {"data": {"config.conf": "kind: KubeProxyConfiguration\nmetricsBindAddress: 0.0.0.0:10249\n"}}
     kubeadm = {"data": {"config.conf": 'metricsBindAddress: ""\n'}}
+    quoted = {"data": {"config.conf": "metricsBindAddress: '0.0.0.0:10249'\n"}}
+    assert cf.kube_proxy_facts(ds, {"data": {"config.conf": "metricsBindAddress: ''\n"}}, None)["scrapable"] is False
+    assert cf.kube_proxy_facts(ds, quoted, None)["metrics_address"] == "0.0.0.0:10249"
     cilium = {"data": {"kube-proxy-replacement": "true"}}
     assert cf.kube_proxy_facts(ds, public, None)["scrapable"] is True
     assert cf.kube_proxy_facts(ds, kubeadm, None) == {"state": "present", "replacement": "",
