@@ -44,6 +44,13 @@ CASES = [
     ("kubelet_auth_token_duration", "60", "kubelet_auth_token_duration"),
     ("kubelet_auth_token_file", '"relative/token"', "kubelet_auth_token_file"),
     ("kubelet_auth_allow_nodes_proxy", '"maybe"', "kubelet_auth_allow_nodes_proxy"),
+    ("preflight_min_kubernetes_version", '"1.29.3"', "preflight_min_kubernetes_version"),
+    ("preflight_roles", '["prometheus", "no_such_role"]', "preflight_roles"),
+    ("preflight_registry_timeout", "0", "preflight_registry_timeout"),
+    ("preflight_registry_scheme", '"ftp"', "preflight_registry_scheme"),
+    ("preflight_check_permissions", '"maybe"', "preflight_check_permissions"),
+    ("unimon_airgapped", "true", "unimon_image_registry"),
+    ("unimon_image_registry", '"https://mirror.example/quay"', "unimon_image_registry"),
 ]
 
 
