@@ -406,7 +406,16 @@ def evidence(facts):
         proxy_text = 'no kube-proxy DaemonSet'
     runtimes = sorted(set(facts['node_runtimes'].values()))
     kv = facts['kubevirt']
+    if kv['installed']:
+        kubevirt_text = 'KubeVirt CR in %s, version %s' % (kv['namespace'], kv['version'] or 'not reported yet')
+    elif kv['crd']:
+        kubevirt_text = 'CRD kubevirts.kubevirt.io but no KubeVirt CR'
+    else:
+        kubevirt_text = 'no CRD kubevirts.kubevirt.io'
     crds = facts['prometheus_operator_crds']
+    crds_text = 'no Prometheus Operator CRDs'
+    if crds['present']:
+        crds_text = 'CRDs v%s (managed by %s)' % (crds['version'] or '?', crds['managed_by'] or '?')
     return {
         'scheduler_scrapable': seen('kube-scheduler'),
         'controller_manager_scrapable': seen('kube-controller-manager'),
@@ -416,13 +425,10 @@ def evidence(facts):
                              else 'no Service kube-system/kube-dns with a metrics port',
         'localhost_components': ', '.join(facts['localhost_components']) or 'nothing bound to 127.0.0.1',
         'log_format': '%d node(s): %s' % (len(facts['node_runtimes']), ', '.join(runtimes) or 'none'),
-        'kubevirt_monitoring': ('KubeVirt CR in %s, version %s' % (kv['namespace'], kv['version'] or 'not reported yet'))
-                               if kv['installed'] else ('CRD kubevirts.kubevirt.io but no KubeVirt CR' if kv['crd']
-                                                        else 'no CRD kubevirts.kubevirt.io'),
+        'kubevirt_monitoring': kubevirt_text,
         'metrics_server_needed': 'APIService v1beta1.metrics.k8s.io %s' % (
             'Available' if facts['metrics_api_served'] else 'missing or not Available'),
-        'prometheus_operator_crds': ('CRDs v%s (managed by %s)' % (crds['version'] or '?', crds['managed_by'] or '?'))
-                                    if crds['present'] else 'no Prometheus Operator CRDs',
+        'prometheus_operator_crds': crds_text,
         'default_storage_class': facts['default_storage_class'] or 'no default StorageClass',
     }
 
@@ -431,7 +437,7 @@ def main():
     module = AnsibleModule(argument_spec=dict(
         access_checks=dict(type='list', elements='dict', default=[]),
         namespaces=dict(type='list', elements='str', default=[]),
-        etcd_client_secret=dict(type='str', default=''),
+        etcd_client_secret=dict(type='str', default='', no_log=False),
         operator_version=dict(type='str', default=''),
         kubeconfig=dict(type='path'),
         context=dict(type='str'),

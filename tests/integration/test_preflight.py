@@ -110,7 +110,7 @@ def test_lab_shape_control_plane_hidden_no_proxy_no_dns(detect, lab, api):
 
 
 def test_a_variable_you_set_wins_over_the_detection(detect):
-    _, prom, run = detect("-e", "prometheus_scrape_scheduler=true", "-e", "prometheus_scrape_coredns=true")
+    _detected, prom, run = detect("-e", "prometheus_scrape_scheduler=true", "-e", "prometheus_scrape_coredns=true")
     assert prom["kube-scheduler"] is True and prom["coredns"] is True
     assert prom["kube-controller-manager"] is False
     assert table(run)["kube-scheduler ServiceMonitor"]["decided"] == "true (set by you)"
@@ -150,7 +150,7 @@ def test_kubeadm_static_pods(detect, core, lab, ns):
         assert prom["etcd"] is False and not detected["etcd_client_secret_found"]
         assert "no etcd client Secret" in table(run)["etcd ServiceMonitor"]["detected"]
         core.create_namespaced_secret(ns, secret)
-        detected, prom, _ = detect()
+        detected, prom, _run = detect()
         assert detected["etcd_scrapable"] is True and prom["etcd"] is True
     finally:
         for pod in pods:
@@ -179,7 +179,7 @@ def test_kube_proxy_present_local_public_or_replaced_by_cilium(detect, api, core
     try:
         apps.create_namespaced_daemon_set("kube-system", ds)
         core.create_namespaced_config_map("kube-system", config(""))
-        detected, prom, _ = detect()
+        detected, prom, _run = detect()
         assert detected["kube_proxy"] == {"state": "present", "replacement": "", "scrapable": False,
                                           "metrics_address": "127.0.0.1:10249"}
         assert "kube-proxy" in detected["localhost_components"] and prom["kube-proxy"] is False
@@ -213,7 +213,7 @@ def test_coredns_service_with_a_metrics_port(detect, core):
             client.V1ServicePort(name="metrics", port=9153, protocol="TCP")]))
     try:
         core.create_namespaced_service("kube-system", svc)
-        detected, prom, _ = detect()
+        detected, prom, _run = detect()
         assert detected["coredns_scrapable"] is True and prom["coredns"] is True
     finally:
         _ignore_404(core.delete_namespaced_service, "kube-dns", "kube-system")
@@ -233,7 +233,7 @@ def test_node_runtimes_decide_the_log_format(detect, core, lab, runtimes, log_fo
     try:
         for node, version in zip(nodes, runtimes):
             set_runtime(node, version)
-        detected, _, run = detect()
+        detected, _prom, run = detect()
         assert {n: detected["node_runtimes"][n] for n in nodes} == {
             n: v.split("://")[0] for n, v in zip(nodes, runtimes)}
         assert detected["log_format"] == log_format
@@ -255,7 +255,7 @@ def test_kubevirt_crd_and_cr(detect, api, ns):
         ours = True
     try:
         if ours:
-            detected, _, run = detect()
+            detected, _prom, run = detect()
             assert detected["kubevirt"]["crd"] is False and detected["kubevirt_monitoring"] is False
             ext.create_custom_resource_definition({
                 "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -268,7 +268,7 @@ def test_kubevirt_crd_and_cr(detect, api, ns):
             wait_until("KubeVirt CRD established", lambda: any(
                 c.type == "Established" and c.status == "True"
                 for c in ext.read_custom_resource_definition(crd_name).status.conditions or []), 60)
-            detected, _, run = detect()
+            detected, _prom, run = detect()
             assert detected["kubevirt"]["crd"] is True and detected["kubevirt"]["installed"] is False
             assert table(run)["kubevirt_monitoring role"]["detected"] == "CRD kubevirts.kubevirt.io but no KubeVirt CR"
         custom.create_namespaced_custom_object("kubevirt.io", "v1", ns, "kubevirts", {
@@ -276,7 +276,7 @@ def test_kubevirt_crd_and_cr(detect, api, ns):
             "spec": {}})
         custom.patch_namespaced_custom_object_status("kubevirt.io", "v1", ns, "kubevirts", "kubevirt", {
             "status": {"observedKubeVirtVersion": "v1.6.2", "phase": "Deployed"}})
-        detected, _, _ = detect()
+        detected, _prom, _run = detect()
         crs = custom.list_cluster_custom_object("kubevirt.io", "v1", "kubevirts")["items"]
         assert detected["kubevirt"]["installed"] is True and detected["kubevirt_monitoring"] is True
         if len(crs) == 1:
@@ -299,10 +299,11 @@ class _MetricsAPI(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 - http.server API
         bodies = {
-            "/apis/metrics.k8s.io/v1beta1": {"kind": "APIResourceList", "apiVersion": "v1",
-                                             "groupVersion": "metrics.k8s.io/v1beta1", "resources": [
-                {"name": "nodes", "singularName": "", "namespaced": False, "kind": "NodeMetrics", "verbs": ["get", "list"]},
-                {"name": "pods", "singularName": "", "namespaced": True, "kind": "PodMetrics", "verbs": ["get", "list"]}]},
+            "/apis/metrics.k8s.io/v1beta1": {
+                "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "metrics.k8s.io/v1beta1",
+                "resources": [
+                    {"name": "nodes", "singularName": "", "namespaced": False, "kind": "NodeMetrics", "verbs": ["get", "list"]},
+                    {"name": "pods", "singularName": "", "namespaced": True, "kind": "PodMetrics", "verbs": ["get", "list"]}]},
             "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
                 "name": "metrics.k8s.io", "versions": [{"groupVersion": "metrics.k8s.io/v1beta1", "version": "v1beta1"}],
                 "preferredVersion": {"groupVersion": "metrics.k8s.io/v1beta1", "version": "v1beta1"}}]},
@@ -327,7 +328,7 @@ def test_metrics_api_served_or_not(detect, api, core, ns, tmp_path):
         pytest.skip("the lab already serves metrics.k8s.io (another test's APIService); not touching it")
     except ApiException as err:
         assert err.status == 404
-    detected, _, run = detect()
+    detected, _prom, run = detect()
     assert detected["metrics_api_served"] is False and detected["metrics_server_needed"] is True
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k", "-out", "c",
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
@@ -354,7 +355,7 @@ def test_metrics_api_served_or_not(detect, api, core, ns, tmp_path):
             conds = reg.read_api_service(name).status.conditions or []
             return any(c.type == "Available" and c.status == "True" for c in conds)
         wait_until("APIService v1beta1.metrics.k8s.io Available", available, 60, 1)
-        detected, _, run = detect()
+        detected, _prom, run = detect()
         assert detected["metrics_api_served"] is True and detected["metrics_server_needed"] is False
         assert table(run)["metrics_server role"]["detected"] == "APIService v1beta1.metrics.k8s.io Available"
     finally:
@@ -371,14 +372,14 @@ def test_operator_crd_versions(detect, api, version, action):
         before = ext.read_custom_resource_definition(crd).metadata.annotations or {}
     except ApiException as err:
         assert err.status == 404
-        detected, _, _ = detect()
+        detected, _prom, _run = detect()
         assert detected["prometheus_operator_crds"] == {"present": False, "version": "", "managed_by": "",
                                                         "action": "install"}
         return
     key = "operator.prometheus.io/version"
     try:
         ext.patch_custom_resource_definition(crd, {"metadata": {"annotations": {key: version}}})
-        detected, _, run = detect()
+        detected, _prom, run = detect()
         assert detected["prometheus_operator_crds"]["version"] == version
         assert detected["prometheus_operator_crds"]["action"] == action
         assert table(run)["Prometheus Operator CRDs"]["decided"].startswith(action + " v")
@@ -394,20 +395,20 @@ def test_default_storage_class(detect, api):
             metadata=client.V1ObjectMeta(name=name, labels=LABELS,
                                          annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
             provisioner="example.invalid/none"))
-        detected, _, _ = detect()
+        detected, _prom, _run = detect()
         assert detected["default_storage_class"] == name
     finally:
         _ignore_404(storage.delete_storage_class, name)
 
 
 def test_check_mode_reads_only(detect, audit):
-    detected, _, run = detect("--check")
+    detected, _prom, run = detect("--check")
     assert detected["kubernetes_minor"] and "permission reviews passed" in run.out
     assert audit.writes() == [], "preflight wrote to the cluster"
 
 
 def test_minimum_version_is_refused(detect):
-    _, _, run = detect("-e", "preflight_min_kubernetes_version=1.99", expect_ok=False)
+    _detected, _prom, run = detect("-e", "preflight_min_kubernetes_version=1.99", expect_ok=False)
     assert run.rc != 0
     assert "supports 1.99 and later (preflight_min_kubernetes_version)" in run.out
 

@@ -67,7 +67,7 @@ def test_every_role_site_runs_has_permissions_listed():
 def test_every_rendered_object_is_covered(render, discovery, role):
     objs = [o for f in sorted(render(role).glob("*.yaml")) for o in load_all(f)]
     assert objs, f"{role} rendered nothing"
-    cluster_scoped = {k for k, (_, namespaced) in discovery.items() if not namespaced}
+    cluster_scoped = {k for k, (_resource, namespaced) in discovery.items() if not namespaced}
     missing = uncovered(objs, PERMS[role], cluster_scoped)
     assert not missing, f"{role} writes kinds preflight does not review: {missing}"
 
