@@ -257,7 +257,7 @@ def test_kubevirt_crd_and_cr(detect, api, ns):
         if ours:
             detected, _prom, run = detect()
             assert detected["kubevirt"]["crd"] is False and detected["kubevirt_monitoring"] is False
-            ext.create_custom_resource_definition({
+            ext.create_custom_resource_definition({  # 409 if another test made it meanwhile: fails loudly
                 "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                 "metadata": {"name": crd_name, "labels": LABELS},
                 "spec": {"group": "kubevirt.io", "scope": "Namespaced",
@@ -401,16 +401,60 @@ def test_default_storage_class(detect, api):
         _ignore_404(storage.delete_storage_class, name)
 
 
-def test_check_mode_reads_only(detect, audit):
-    detected, _prom, run = detect("--check")
+def _reviews_logged(audit, user: str) -> int:
+    """The identity's SelfSubjectAccessReviews in the audit log since the mark (proves the filter sees it)."""
+    with open(audit.path, encoding="utf-8") as fh:
+        fh.seek(audit.offset)
+        events = [json.loads(line) for line in fh if line.strip()]
+    return sum(1 for e in events if e["user"]["username"] == user
+               and e.get("objectRef", {}).get("resource") == "selfsubjectaccessreviews")
+
+
+def test_check_mode_reads_only(detect, audit, admin_kubeconfig):
+    """Under its own identity, so the audit log tells its requests from those of other tests sharing the lab."""
+    detected, _prom, run = detect("--check", "-e", f"unimon_kubeconfig={admin_kubeconfig['path']}")
     assert detected["kubernetes_minor"] and "permission reviews passed" in run.out
-    assert audit.writes() == [], "preflight wrote to the cluster"
+    assert audit.writes(user=admin_kubeconfig["user"]) == [], "preflight wrote to the cluster"
+    assert _reviews_logged(audit, admin_kubeconfig["user"]) > 0, "the run did not use the test identity"
+
+
+def test_without_check_mode_it_writes_nothing_either(detect, audit, admin_kubeconfig):
+    detected, _prom, _run = detect("-e", f"unimon_kubeconfig={admin_kubeconfig['path']}")
+    assert detected["kubernetes_minor"]
+    assert audit.writes(user=admin_kubeconfig["user"]) == [], "preflight wrote to the cluster"
 
 
 def test_minimum_version_is_refused(detect):
     _detected, _prom, run = detect("-e", "preflight_min_kubernetes_version=1.99", expect_ok=False)
     assert run.rc != 0
     assert "supports 1.99 and later (preflight_min_kubernetes_version)" in run.out
+
+
+def _token_kubeconfig(core, lab, ns, sa, path):
+    token = core.create_namespaced_service_account_token(sa, ns, client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))).status.token
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": sa,
+        "clusters": [{"name": "lab", "cluster": {"server": lab["api"], "certificate-authority": lab["ca"]}}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": "lab", "user": sa}}]}))
+    path.chmod(0o600)
+    return {"path": str(path), "user": f"system:serviceaccount:{ns}:{sa}"}
+
+
+@pytest.fixture
+def admin_kubeconfig(core, api, lab, ns, tmp_path):
+    """A ServiceAccount bound to cluster-admin for the length of a test: every review passes."""
+    sa = "preflight-admin"
+    rbac = client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=sa, labels=LABELS)))
+    rbac.create_cluster_role_binding(client.V1ClusterRoleBinding(
+        metadata=client.V1ObjectMeta(name=f"{ns}-{sa}", labels=LABELS),
+        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="cluster-admin"),
+        subjects=[client.RbacV1Subject(kind="ServiceAccount", name=sa, namespace=ns)]))
+    yield _token_kubeconfig(core, lab, ns, sa, tmp_path / "admin.kubeconfig")
+    _ignore_404(rbac.delete_cluster_role_binding, f"{ns}-{sa}")
+    _ignore_404(core.delete_namespaced_service_account, sa, ns)
 
 
 @pytest.fixture
@@ -427,16 +471,7 @@ def limited_kubeconfig(core, api, lab, ns, tmp_path):
         metadata=client.V1ObjectMeta(name=sa, labels=LABELS),
         role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=sa),
         subjects=[client.RbacV1Subject(kind="ServiceAccount", name=sa, namespace=ns)]))
-    token = core.create_namespaced_service_account_token(sa, ns, client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))).status.token
-    path = tmp_path / "limited.kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "limited",
-        "clusters": [{"name": "lab", "cluster": {"server": lab["api"], "certificate-authority": lab["ca"]}}],
-        "users": [{"name": sa, "user": {"token": token}}],
-        "contexts": [{"name": "limited", "context": {"cluster": "lab", "user": sa}}]}))
-    path.chmod(0o600)
-    yield {"path": str(path), "user": f"system:serviceaccount:{ns}:{sa}"}
+    yield _token_kubeconfig(core, lab, ns, sa, tmp_path / "limited.kubeconfig")
     _ignore_404(rbac.delete_namespaced_role_binding, sa, ns)
     _ignore_404(rbac.delete_namespaced_role, sa, ns)
     _ignore_404(core.delete_namespaced_service_account, sa, ns)
@@ -460,3 +495,4 @@ def test_too_few_permissions_fail_in_preflight_before_any_write(playbook, limite
     assert "Install the unimon monitoring stack" not in run.out, "the install play started"
     assert "Traceback" not in run.out
     assert audit.writes(user=limited_kubeconfig["user"]) == [], "the limited user wrote before the refusal"
+    assert _reviews_logged(audit, limited_kubeconfig["user"]) > 0, "the play did not run as the limited user"
