@@ -28,6 +28,8 @@ options:
     description:
       - Permissions to review. Each item names C(resource), C(verbs) (a list), and optionally C(group)
         (empty for the core group), C(subresource) and C(namespace) (omitted for cluster-scoped resources).
+      - An item with C(when_fact) is reviewed only when that key of RV(facts) is true (for example
+        C(kubevirt_monitoring): the role skips itself without KubeVirt, so needs nothing there).
     type: list
     elements: dict
     default: []
@@ -95,6 +97,10 @@ missing_permissions:
   returned: success
   type: list
   elements: str
+reviews:
+  description: How many SelfSubjectAccessReviews were asked (one per distinct verb, resource and namespace).
+  returned: success
+  type: int
 read_errors:
   description: Objects the module could not read, with the reason; the facts depending on them are guesses.
   returned: success
@@ -241,6 +247,7 @@ class Cluster(object):
     def __init__(self, api):
         self.api = api
         self.read_errors = []
+        self.reviews = 0
 
     def request(self, method, path, body=None):
         resp = self.api.call_api(path, method, body=body, auth_settings=['BearerToken'],
@@ -264,6 +271,7 @@ class Cluster(object):
         body = {'apiVersion': 'authorization.k8s.io/v1', 'kind': 'SelfSubjectAccessReview',
                 'spec': {'resourceAttributes': attrs}}
         res = self.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', body)
+        self.reviews += 1
         return bool(res.get('status', {}).get('allowed'))
 
 
@@ -449,15 +457,17 @@ def main():
             module.fail_json(msg='each access_checks item needs resource and a list of verbs: %r' % (check,))
     try:
         cluster = Cluster(k8s_client.ApiClient(kube_configuration(module.params)))
-        missing = review_access(cluster, module.params['access_checks'])
         facts = gather(cluster, module.params)
+        checks = [c for c in module.params['access_checks'] if not c.get('when_fact') or facts.get(c['when_fact'])]
+        missing = review_access(cluster, checks)
     except EndpointError as err:
         module.fail_json(msg=str(err))
     except ApiException as err:
         module.fail_json(msg='the API server refused a request preflight needs: %s %s' % (err.status, err.reason))
     except Exception as err:  # connection errors come as several urllib3 types
         module.fail_json(msg='cannot reach the API server: %s' % err)
-    module.exit_json(changed=False, facts=facts, missing_permissions=missing, read_errors=cluster.read_errors)
+    module.exit_json(changed=False, facts=facts, missing_permissions=missing, read_errors=cluster.read_errors,
+                     reviews=cluster.reviews)
 
 
 if __name__ == '__main__':
