@@ -29,7 +29,7 @@ options:
       - Permissions to review. Each item names C(resource), C(verbs) (a list), and optionally C(group)
         (empty for the core group), C(subresource) and C(namespace) (omitted for cluster-scoped resources).
       - An item with C(when_fact) is reviewed only when that key of RV(facts) is true (for example
-        C(kubevirt_monitoring): the role skips itself without KubeVirt, so needs nothing there).
+        C(kubevirt_monitoring), since that role skips itself without KubeVirt and then needs nothing).
     type: list
     elements: dict
     default: []
