@@ -51,6 +51,13 @@ CASES = [
     ("kubevirt_monitoring_guest_metrics", '[{"name": "Shop!", "namespace": "vms", "port": 9100}]', "kubevirt_monitoring_guest_metrics"),
     ("kubevirt_monitoring_guest_metrics", '[{"name": "shop", "namespace": "vms"}]', "kubevirt_monitoring_guest_metrics"),
     ("kubevirt_monitoring_resilient_vms", '[{"name": "db", "namespace": "vms", "run_strategy": "Sometimes"}]', "kubevirt_monitoring_resilient_vms"),
+    ("preflight_min_kubernetes_version", '"1.29.3"', "preflight_min_kubernetes_version"),
+    ("preflight_roles", '["prometheus", "no_such_role"]', "preflight_roles"),
+    ("preflight_registry_timeout", "0", "preflight_registry_timeout"),
+    ("preflight_registry_scheme", '"ftp"', "preflight_registry_scheme"),
+    ("preflight_check_permissions", '"maybe"', "preflight_check_permissions"),
+    ("unimon_airgapped", "true", "unimon_image_registry"),
+    ("unimon_image_registry", '"https://mirror.example/quay"', "unimon_image_registry"),
 ]
 
 

@@ -1,0 +1,86 @@
+"""The rules cluster_facts applies to what it reads (addresses, flags, runtimes, versions), on the
+shapes real clusters produce; the lab tier (tests/integration/test_preflight.py) runs the module
+against a real API server with each shape built there."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def cf():
+    root = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0]
+    if not root:
+        pytest.fail("ANSIBLE_COLLECTIONS_PATH is not set: run through make (make unit)")
+    sys.path.insert(0, root)
+    return importlib.import_module("ansible_collections.unimon.stack.plugins.modules.cluster_facts")
+
+
+@pytest.mark.parametrize("address,expected", [
+    ("127.0.0.1", True), ("localhost", True), ("::1", True), ("[::1]:10249", True),
+    ("127.0.0.1:10249", True), ("0.0.0.0", False), ("0.0.0.0:10249", False), ("10.0.0.5", False),
+    ("https://127.0.0.1:2379", True), ("https://127.0.0.1:2379,https://10.0.0.5:2379", False),
+    ("http://localhost:2379", True), ("", False),
+])
+def test_loopback(cf, address, expected):
+    assert cf.is_loopback(address) is expected
+
+
+def test_flag_value_in_command_args_and_split_form(cf):
+    pod = {"spec": {"containers": [{"command": ["kube-scheduler", "--bind-address=127.0.0.1"],
+                                    "args": ["--listen-client-urls", "https://10.0.0.5:2379"]}]}}
+    assert cf.flag_value(pod, "--bind-address", "0.0.0.0") == "127.0.0.1"
+    assert cf.flag_value(pod, "--listen-client-urls", "") == "https://10.0.0.5:2379"
+    assert cf.flag_value(pod, "--secure-port", "10259") == "10259"
+
+
+@pytest.mark.parametrize("version,name,fmt", [
+    ("containerd://1.7.22", "containerd", "cri"), ("cri-o://1.30.2", "cri-o", "cri"),
+    ("docker://24.0.7", "docker", "json"), ("kwok-0.7.0", "unknown:kwok-0.7.0", None),
+])
+def test_runtime_of(cf, version, name, fmt):
+    assert cf.runtime_of({"status": {"nodeInfo": {"containerRuntimeVersion": version}}}) == (name, fmt)
+
+
+@pytest.mark.parametrize("formats,expected", [
+    (["cri", "cri"], "cri"), (["json", "json"], "json"), (["json", None], "json"),
+    (["cri", "json"], "mixed"), ([None], "cri"), ([], "cri"),
+])
+def test_log_format(cf, formats, expected):
+    assert cf.log_format_of(formats) == expected
+
+
+@pytest.mark.parametrize("info,expected", [
+    ({"major": "1", "minor": "34", "gitVersion": "v1.34.4"}, "1.34"),
+    ({"major": "1", "minor": "29+", "gitVersion": "v1.29.8-eks-a737599"}, "1.29"),
+    ({"gitVersion": "v1.30.1+k3s1"}, "1.30"),
+])
+def test_minor_version(cf, info, expected):
+    assert cf.minor_version(info) == expected
+
+
+def test_kube_proxy_states(cf):
+    ds = {"metadata": {"name": "kube-proxy"}}
+    public = {"data": {"config.conf": "kind: KubeProxyConfiguration\nmetricsBindAddress: 0.0.0.0:10249\n"}}
+    kubeadm = {"data": {"config.conf": 'metricsBindAddress: ""\n'}}
+    quoted = {"data": {"config.conf": "metricsBindAddress: '0.0.0.0:10249'\n"}}
+    assert cf.kube_proxy_facts(ds, {"data": {"config.conf": "metricsBindAddress: ''\n"}}, None)["scrapable"] is False
+    assert cf.kube_proxy_facts(ds, quoted, None)["metrics_address"] == "0.0.0.0:10249"
+    cilium = {"data": {"kube-proxy-replacement": "true"}}
+    assert cf.kube_proxy_facts(ds, public, None)["scrapable"] is True
+    assert cf.kube_proxy_facts(ds, kubeadm, None) == {"state": "present", "replacement": "",
+                                                      "metrics_address": "127.0.0.1:10249", "scrapable": False}
+    assert cf.kube_proxy_facts(None, None, cilium)["state"] == "replaced"
+    assert cf.kube_proxy_facts(None, None, {"data": {"kube-proxy-replacement": "false"}})["state"] == "absent"
+
+
+@pytest.mark.parametrize("theirs,ours,action", [
+    (None, "v0.85.0", "install"), ("0.85.0", "v0.85.0", "keep"), ("0.80.1", "v0.85.0", "upgrade"),
+    ("0.86.0", "v0.85.0", "newer-in-cluster"), ("", "v0.85.0", "apply"),
+])
+def test_crd_action(cf, theirs, ours, action):
+    crds = {"present": theirs is not None, "version": theirs or ""}
+    assert cf.crd_action(crds, ours) == action
