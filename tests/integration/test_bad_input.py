@@ -51,6 +51,13 @@ CASES = [
     ("kubevirt_monitoring_guest_metrics", '[{"name": "Shop!", "namespace": "vms", "port": 9100}]', "kubevirt_monitoring_guest_metrics"),
     ("kubevirt_monitoring_guest_metrics", '[{"name": "shop", "namespace": "vms"}]', "kubevirt_monitoring_guest_metrics"),
     ("kubevirt_monitoring_resilient_vms", '[{"name": "db", "namespace": "vms", "run_strategy": "Sometimes"}]', "kubevirt_monitoring_resilient_vms"),
+    ("categraf_mode", '"vm"', "categraf_mode"),
+    ("categraf_remote_write_url", '"prometheus:9090/api/v1/write"', "categraf_remote_write_url"),
+    ("categraf_interval", "0", "categraf_interval"),
+    ("categraf_labels", '{"cluster": "other"}', "categraf_labels"),
+    ("categraf_extra_inputs", '[{"plugin": "prometheus", "instances": []}]', "categraf_extra_inputs"),
+    ("categraf_remote_write_password", '"pw-without-user"', "categraf_remote_write_password"),
+    ("categraf_kubelet_insecure_skip_verify", '"sometimes"', "categraf_kubelet_insecure_skip_verify"),
 ]
 
 
