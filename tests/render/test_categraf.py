@@ -89,7 +89,7 @@ def test_defaults(render_cg):
 
 
 def test_daemonset_wiring(render_cg):
-    objs, _ = render_cg()
+    objs = render_cg()[0]
     pod = daemonset_pod(objs)
     spec = pod["spec"]
     kubelet_auth = yaml.safe_load((REPO / "roles" / "kubelet_auth" / "defaults" / "main.yml").read_text())
@@ -109,26 +109,26 @@ def test_daemonset_wiring(render_cg):
 
 
 def test_registry_override_and_checksum_rollout(render_cg):
-    base, _ = render_cg()
-    other, _ = render_cg(unimon_image_registry="mirror.example:5000", categraf_interval=30)
+    base = render_cg()[0]
+    other = render_cg(unimon_image_registry="mirror.example:5000", categraf_interval=30)[0]
     assert daemonset_pod(other)["spec"]["containers"][0]["image"] == "mirror.example:5000/flashcatcloud/categraf:v0.4.25"
     key = "unimon.io/config-checksum"
     assert daemonset_pod(base)["metadata"]["annotations"][key] != daemonset_pod(other)["metadata"]["annotations"][key]
-    same, _ = render_cg()
+    same = render_cg()[0]
     assert daemonset_pod(same)["metadata"]["annotations"][key] == daemonset_pod(base)["metadata"]["annotations"][key]
 
 
 def test_other_receiver_credentials_and_nightingale(render_cg):
-    objs, _ = render_cg(categraf_remote_write_url="https://vm.example:8428/api/v1/write",
-                        categraf_remote_write_username="agent", categraf_remote_write_password="s3cr\"et",
-                        categraf_remote_write_headers={"X-Scope-OrgID": "team-a"},
-                        categraf_remote_write_ca="/etc/ssl/vm-ca.pem",
-                        categraf_nightingale_address="http://n9e.example:17000/",
-                        categraf_labels={"region": "eu-1"})
+    objs = render_cg(categraf_remote_write_url="https://vm.example:8428/api/v1/write",
+                     categraf_remote_write_username="agent", categraf_remote_write_password="s3cr\"et",
+                     categraf_remote_write_headers={"X-Scope-OrgID": "team-a"},
+                     categraf_remote_write_ca="/etc/ssl/vm-ca.pem",
+                     categraf_nightingale_address="http://n9e.example:17000/",
+                     categraf_labels={"region": "eu-1"})[0]
     assert "ConfigMap/categraf-config" not in objs, "credentials must not land in a ConfigMap"
     assert objs["Secret/categraf-config"]["type"] == "Opaque"
     assert "s3cr" not in json.dumps(objs["ConfigMap/categraf-inputs"])
-    config, _ = check_keys(objs)
+    config = check_keys(objs)[0]
     (writer,) = config["writers"]
     assert writer["url"] == "https://vm.example:8428/api/v1/write"
     assert (writer["basic_auth_user"], writer["basic_auth_pass"]) == ("agent", 's3cr"et')
@@ -142,14 +142,14 @@ def test_other_receiver_credentials_and_nightingale(render_cg):
 
 
 def test_extra_inputs_instances_and_insecure_opt_in(render_cg):
-    objs, _ = render_cg(
+    objs = render_cg(
         categraf_kubelet_insecure_skip_verify=True, categraf_scrape_kube_proxy=False,
         categraf_prometheus_extra_instances=[{"urls": ["http://127.0.0.1:9100/metrics"], "labels": {"job": "node"},
                                               "ignore_metrics": ["go_*"]}],
         categraf_extra_inputs=[{"plugin": "mysql", "interval": 30,
                                 "instances": [{"address": "db:3306", "username": "m", "labels": {"team": "db"},
-                                               "gather_slave_status": True}]}])
-    _, inputs = check_keys(objs)
+                                               "gather_slave_status": True}]}])[0]
+    inputs = check_keys(objs)[1]
     jobs = [i["labels"]["job"] for i in inputs["prometheus.toml"]["instances"]]
     assert jobs == ["categraf-kubelet", "categraf-cadvisor", "node"]
     assert all(i["insecure_skip_verify"] for i in inputs["prometheus.toml"]["instances"][:2])
@@ -161,7 +161,7 @@ def test_extra_inputs_instances_and_insecure_opt_in(render_cg):
 
 
 def test_host_mode_config(render_cg):
-    _, out = render_cg(categraf_mode="host")
+    out = render_cg(categraf_mode="host")[1]
     config = tomllib.loads((out / "config.toml").read_text())
     assert unknown_config_keys(config) == []
     assert config["global"]["hostname"] == ""  # categraf detects the host name itself
@@ -171,7 +171,7 @@ def test_host_mode_config(render_cg):
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_unit_passes_systemd_analyze(render_cg):
-    _, out = render_cg(categraf_mode="host", categraf_host_binary_path="/usr/bin/true")
+    out = render_cg(categraf_mode="host", categraf_host_binary_path="/usr/bin/true")[1]
     res = subprocess.run(["systemd-analyze", "verify", str(out / "categraf.service")],
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
