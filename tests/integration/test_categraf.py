@@ -11,6 +11,7 @@ The host-mode test places files on this machine with a local stand-in file inste
 (see its docstring); it proves file placement, the unit and idempotency, not that categraf runs."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -214,3 +215,22 @@ def test_host_mode_places_files_and_removes_them(playbook, tmp_path, host_paths)
         assert not os.path.exists(host_paths[key])
     assert not (Path(host_paths["categraf_host_unit_dir"]) / "categraf.service").exists()
     assert subprocess.run(["id", "unimon-cg-test"], capture_output=True, check=False).returncode != 0
+
+
+def test_verify_finds_series_with_categraf_job_labels(playbook, lab, tmp_path):
+    """The verify role's categraf check against the lab's real Prometheus. categraf cannot run here, so
+    `promtool push metrics` (Prometheus' own remote-write client) stands in for it and remote-writes one
+    sample with a categraf job label; verify must find it, and must fail for a prefix nobody wrote."""
+    sample = tmp_path / "categraf.prom"
+    sample.write_text('# TYPE up gauge\nup{agent_hostname="lab-node-1"} 1\n')
+    push = subprocess.run([lab["promtool"], "push", "metrics", "--label=job=categraf-kubelet", lab["prometheus"], str(sample)],
+                          capture_output=True, text=True, check=False)
+    assert push.returncode == 0, push.stdout + push.stderr
+    derived = ["node-exporter", "kube-state-metrics", "prometheus-unimon", "alertmanager-unimon", "apiserver",
+               "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kube-dns", "etcd"]
+    args = ["-e", json.dumps({"verify_prometheus_url": lab["prometheus"], "verify_categraf": True,
+                              "verify_timeout": 30, "verify_skip_jobs": derived})]
+    found = playbook("verify.yml", *args)
+    assert found.rc == 0, found.out[-3000:]
+    missing = playbook("verify.yml", *args, "-e", "categraf_job_prefix=categraf-nobody-", "-e", "verify_timeout=5")
+    assert missing.rc != 0 and 'categraf-nobody-' in missing.out, missing.out[-3000:]
