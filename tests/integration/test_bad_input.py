@@ -58,6 +58,13 @@ CASES = [
     ("preflight_check_permissions", '"maybe"', "preflight_check_permissions"),
     ("unimon_airgapped", "true", "unimon_image_registry"),
     ("unimon_image_registry", '"https://mirror.example/quay"', "unimon_image_registry"),
+    ("categraf_mode", '"vm"', "categraf_mode"),
+    ("categraf_remote_write_url", '"prometheus:9090/api/v1/write"', "categraf_remote_write_url"),
+    ("categraf_interval", "0", "categraf_interval"),
+    ("categraf_labels", '{"cluster": "other"}', "categraf_labels"),
+    ("categraf_extra_inputs", '[{"plugin": "prometheus", "instances": []}]', "categraf_extra_inputs"),
+    ("categraf_remote_write_password", '"pw-without-user"', "categraf_remote_write_password"),
+    ("categraf_kubelet_insecure_skip_verify", '"sometimes"', "categraf_kubelet_insecure_skip_verify"),
 ]
 
 
