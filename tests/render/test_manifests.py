@@ -10,6 +10,7 @@ import pytest
 from manifests import load_all
 
 ROLES = ["prometheus_operator", "prometheus", "node_exporter", "kube_state_metrics", "alert_rules", "kubelet_auth"]
+ROLES += ["logging"]
 FORBIDDEN = {("", "nodes/proxy"), ("", "pods/exec"), ("", "pods/attach"), ("", "*")}
 
 
