@@ -44,6 +44,13 @@ CASES = [
     ("kubelet_auth_token_duration", "60", "kubelet_auth_token_duration"),
     ("kubelet_auth_token_file", '"relative/token"', "kubelet_auth_token_file"),
     ("kubelet_auth_allow_nodes_proxy", '"maybe"', "kubelet_auth_allow_nodes_proxy"),
+    ("logging_backend", '"loki"', "logging_backend"),
+    ("logging_store_replicas", "2", "logging_store_replicas"),
+    ("logging_store_heap", '"lots"', "logging_store_heap"),
+    ("logging_external_url", '"logs.example.org:9200"', "logging_external_url"),
+    ("logging_fluentd_log_format", '"syslog"', "logging_fluentd_log_format"),
+    ("logging_vm_index_prefix", '"Virt Launcher"', "logging_vm_index_prefix"),
+    ("logging_ca_cert", '"not a pem"', "logging_ca_cert"),
 ]
 
 
