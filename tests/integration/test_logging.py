@@ -39,8 +39,8 @@ PREFIXES = {"logging_index_prefix": f"lt{RUN}-kubernetes", "logging_vm_index_pre
 def role(*args: str, extra: dict, playbook: str = "logging_role.yml") -> PlaybookRun:
     if "ANSIBLE_COLLECTIONS_PATH" not in os.environ:
         pytest.fail("ANSIBLE_COLLECTIONS_PATH is not set: run the lab tiers through make (make integration)")
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(REPO / "lab" / "inventory.yml"), str(REPO / "tests" / "integration" / playbook),
-           "-e", json.dumps(extra), *args]
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(REPO / "lab" / "inventory.yml"),
+           str(REPO / "tests" / "integration" / playbook), "-e", json.dumps(extra), *args]
     env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
     return PlaybookRun(subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900, env=env))
 
@@ -65,7 +65,8 @@ def mine(events: list[dict], namespace: str) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------- install mode
-INSTALL = {"logging_namespace": NS, "logging_store_mode": "install", "logging_api_setup": False, "logging_wait_timeout": 180}
+INSTALL = {"logging_namespace": NS, "logging_store_mode": "install", "logging_api_setup": False,
+           "logging_wait_timeout": 180}
 
 
 @pytest.fixture(scope="module")

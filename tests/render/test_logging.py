@@ -45,7 +45,7 @@ def parse_fluent_conf(text: str) -> Directive:
             stack[-1].children.append(section)
             stack.append(section)
         else:
-            key, _, value = line.partition(" ")
+            key, value = (line.split(" ", 1) + [""])[:2]
             assert key not in stack[-1].params, f"line {number}: {key} set twice in <{stack[-1].name}>"
             stack[-1].params[key] = value.strip()
     assert len(stack) == 1, f"<{stack[-1].name}> never closed"
@@ -75,7 +75,12 @@ def example_tag(source: Directive) -> str:
 _RENDERED: dict = {}
 
 
-def fluent_conf(render, **extra) -> tuple[Directive, str, list]:
+def fluent_conf(render, **extra) -> Directive:
+    """Our fluent.conf as rendered with these variables, parsed."""
+    return rendered(render, **extra)[0]
+
+
+def rendered(render, **extra) -> tuple[Directive, str, list]:
     key = tuple(sorted(extra.items()))
     if key not in _RENDERED:  # one render per variant: each is an ansible-playbook run
         _RENDERED[key] = render("logging", **extra)
@@ -94,7 +99,7 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_source_has_a_parser_and_every_match_a_buffer(render, variant):
-    conf, _, _ = fluent_conf(render, **VARIANTS[variant])
+    conf = fluent_conf(render, **VARIANTS[variant])
     sources, matches = conf.find("source"), conf.find("match")
     assert sources and matches
     for source in sources:
@@ -119,7 +124,7 @@ def test_every_source_has_a_parser_and_every_match_a_buffer(render, variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_tag_is_routed_to_exactly_one_output(render, variant):
-    conf, _, _ = fluent_conf(render, **VARIANTS[variant])
+    conf = fluent_conf(render, **VARIANTS[variant])
     for source in conf.find("source"):
         tag = example_tag(source)
         routed = [m for m in conf.find("match") if tag_matches(m.arg, tag)]
@@ -127,7 +132,7 @@ def test_every_tag_is_routed_to_exactly_one_output(render, variant):
 
 
 def test_vm_consoles_have_their_own_index_and_the_vm_name(render):
-    conf, _, _ = fluent_conf(render)
+    conf = fluent_conf(render)
     by_id = {s.params["@id"]: s for s in conf.find("source")}
     containers, consoles = by_id["containers"], by_id["vm_consoles"]
     # The console files are excluded from the container source and are the whole console source.
@@ -156,9 +161,9 @@ def test_vm_consoles_have_their_own_index_and_the_vm_name(render):
 
 
 def test_journal_is_optional_and_has_its_own_prefix(render):
-    conf, _, _ = fluent_conf(render)
+    conf = fluent_conf(render)
     assert not [s for s in conf.find("source") if s.params["@type"] == "systemd"]
-    conf, _, _ = fluent_conf(render, logging_fluentd_journal="true")
+    conf = fluent_conf(render, logging_fluentd_journal="true")
     [journal] = [s for s in conf.find("source") if s.params["@type"] == "systemd"]
     assert journal.params["matches"] == '[{"_SYSTEMD_UNIT": "kubelet.service"}, {"_SYSTEMD_UNIT": "containerd.service"}]'
     [out] = [m for m in conf.find("match") if tag_matches(m.arg, "journal")]
@@ -166,12 +171,12 @@ def test_journal_is_optional_and_has_its_own_prefix(render):
 
 
 def test_daemonset_rolls_on_config_change_and_reads_only_pods_and_namespaces(render):
-    _, text, objs = fluent_conf(render)
+    text, objs = rendered(render)[1:]
     by_kind = {o["kind"]: o for o in objs}
     assert by_kind["ConfigMap"]["data"]["fluent.conf"] == text
     annotations = by_kind["DaemonSet"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["unimon.io/config-checksum"] == hashlib.sha256(text.encode()).hexdigest()
-    _, other, objs2 = fluent_conf(render, logging_fluentd_flush_interval="10s")
+    other, objs2 = rendered(render, logging_fluentd_flush_interval="10s")[1:]
     assert other != text
     assert {o["kind"]: o for o in objs2}["DaemonSet"]["spec"]["template"]["metadata"]["annotations"] != annotations
     assert by_kind["ClusterRole"]["rules"] == [{"apiGroups": [""], "resources": ["namespaces", "pods"],

@@ -56,7 +56,7 @@ def handler_for(store: Store):
                                    "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
             path, obj = url.path, store.objects.get(url.path)
             if path == "/_security/_authenticate":
-                user, _, pw = base64.b64decode(self.headers["Authorization"].split()[1]).decode().partition(":")
+                user, pw = base64.b64decode(self.headers["Authorization"].split()[1]).decode().split(":", 1)
                 return self.reply(200, {"username": user}) if store.users.get(user) == pw else self.reply(401, {})
             if path.startswith("/api/") and self.command != "GET":
                 xsrf = "kbn-xsrf" if path.startswith("/api/data_views") else "osd-xsrf"
