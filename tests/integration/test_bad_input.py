@@ -65,6 +65,13 @@ CASES = [
     ("categraf_extra_inputs", '[{"plugin": "prometheus", "instances": []}]', "categraf_extra_inputs"),
     ("categraf_remote_write_password", '"pw-without-user"', "categraf_remote_write_password"),
     ("categraf_kubelet_insecure_skip_verify", '"sometimes"', "categraf_kubelet_insecure_skip_verify"),
+    ("logging_backend", '"loki"', "logging_backend"),
+    ("logging_store_replicas", "2", "logging_store_replicas"),
+    ("logging_store_heap", '"lots"', "logging_store_heap"),
+    ("logging_external_url", '"logs.example.org:9200"', "logging_external_url"),
+    ("logging_fluentd_log_format", '"syslog"', "logging_fluentd_log_format"),
+    ("logging_vm_index_prefix", '"Virt Launcher"', "logging_vm_index_prefix"),
+    ("logging_ca_cert", '"not a pem"', "logging_ca_cert"),
 ]
 
 
