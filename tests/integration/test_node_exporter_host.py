@@ -288,3 +288,49 @@ def test_absent_removes_binary_unit_user(installed):
     assert not user_exists(v["node_exporter_host_user"])
     again = run_hosts_playbook(installed["tmp"], "unimon_hosts", {**v, "node_exporter_state": "absent"})
     assert again.rc == 0 and again.changed == 0, again.out[-3000:]
+
+
+def _dpkg_installed(name: str) -> bool:
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False)
+    return res.returncode == 0 and "install ok installed" in res.stdout
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="the package source test uses Debian's package")
+def test_package_source_installs_debian_package_with_our_flags(tmp_path):
+    """source=package for real: Debian's prometheus-node-exporter (apt), our flags in a drop-in of its unit,
+    the drop-in's ExecStart started as the package unit's User= in a test host and scraped; then removed."""
+    pkg = "prometheus-node-exporter"
+    if _dpkg_installed(pkg):
+        pytest.skip(f"{pkg} is installed on this machine already; the test would remove it")
+    dropin = Path("/etc/systemd/system/prometheus-node-exporter.service.d/unimon.conf")
+    v = {"node_exporter_host_source": "package", "node_exporter_host_manage_service": False,
+         "node_exporter_disabled_collectors": ["wifi"]}
+    try:
+        with NetnsHost() as host:
+            v["node_exporter_host_listen_address"] = host.ip
+            run = run_hosts_playbook(tmp_path, "unimon_hosts", v, timeout=900)
+            assert run.rc == 0, run.out[-4000:]
+            assert _dpkg_installed(pkg)
+            unit = Path("/lib/systemd/system/prometheus-node-exporter.service")
+            verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
+                                    check=False)
+            assert verify.returncode == 0, verify.stderr
+            argv = exec_start(unit.read_text() + "\n" + dropin.read_text())
+            assert argv[0] == "/usr/bin/prometheus-node-exporter"
+            assert f"--web.listen-address={host.ip}:9100" in argv and "--no-collector.wifi" in argv
+            proc = host.start(argv, unit_value(unit.read_text(), "User"), unit_value(unit.read_text(), "Group"))
+            try:
+                status, body = wait_http(f"http://{host.ip}:9100/metrics", proc)
+                assert status == 200 and "node_exporter_build_info{" in body
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+            again = run_hosts_playbook(tmp_path, "unimon_hosts", v)
+            assert again.rc == 0 and again.changed == 0, again.out[-3000:]
+        gone = run_hosts_playbook(tmp_path, "unimon_hosts", {**v, "node_exporter_state": "absent"})
+        assert gone.rc == 0, gone.out[-3000:]
+        assert not _dpkg_installed(pkg) and not dropin.parent.exists()
+    finally:
+        if _dpkg_installed(pkg):
+            subprocess.run(["apt-get", "remove", "-y", "-q", pkg], check=False, capture_output=True)
+        dropin.unlink(missing_ok=True)
