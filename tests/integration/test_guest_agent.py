@@ -59,8 +59,9 @@ def vmi_crd(api):
             c.type == "Established" and c.status == "True"
             for c in (ext.read_custom_resource_definition(CRD_NAME).status.conditions or [])), 60)
         crd = ext.read_custom_resource_definition(CRD_NAME)
-    version = next(v for v in crd.spec.versions if v.name == VERSION)
-    yield {"status_subresource": bool(version.subresources and version.subresources.status is not None)}
+    versions = [v for v in crd.spec.versions if v.name == VERSION]
+    assert versions, f"{CRD_NAME} serves no {VERSION}"
+    yield {"status_subresource": bool(versions[0].subresources and versions[0].subresources.status is not None)}
     if created:
         ext.delete_custom_resource_definition(CRD_NAME)
 

@@ -132,14 +132,14 @@ def test_exec_start_serves_metrics_in_a_test_host(installed):
     proc = host.start(argv, unit_value(unit, "User"), unit_value(unit, "Group"))
     try:
         url = f"http://{host.ip}:9100/metrics"
-        status, _ = wait_http(url, proc)
+        status = wait_http(url, proc)[0]
         assert status == 401, "basic auth from the role's web config is not enforced"
         status, body = http_get(url, ("prometheus", PASSWORD))
         assert status == 200
         assert 'node_exporter_build_info{' in body and 'version="1.10.2"' in body
         assert "unimon_host_test_marker 42" in body, "textfile collector did not read the role's directory"
         assert 'node_scrape_collector_success{collector="wifi"}' not in body
-        status, _ = http_get(url, ("prometheus", "wrong"))
+        status = http_get(url, ("prometheus", "wrong"))[0]
         assert status == 401
     finally:
         proc.terminate()  # the user cannot be removed later while it runs a process
