@@ -27,6 +27,12 @@ OS_INFO = {"id": "debian", "name": "Debian GNU/Linux", "prettyName": "Debian GNU
            "version": "12", "versionId": "12", "kernelRelease": "6.1.0-28-amd64", "machine": "x86_64"}
 
 
+def pkg_status(name: str) -> str:
+    """dpkg's status line ('' when dpkg knows nothing of the package, i.e. purged or never installed)."""
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False)
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
 def pkg_installed(name: str) -> bool:
     res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False)
     return res.returncode == 0 and "install ok installed" in res.stdout
@@ -176,6 +182,7 @@ def test_absent_removes_agent_and_node_exporter(guest):
     run = run_hosts_playbook(guest["tmp"], "unimon_vm_guests", {**guest["vars"], "guest_agent_state": "absent"})
     assert run.rc == 0, run.out[-3000:]
     assert not pkg_installed("qemu-guest-agent")
+    assert "config-files" not in pkg_status("qemu-guest-agent"), "removed but not purged"
     assert not guest["binary"].exists() and not guest["unit"].exists()
     assert not user_exists(guest["vars"]["node_exporter_host_user"])
     again = run_hosts_playbook(guest["tmp"], "unimon_vm_guests", {**guest["vars"], "guest_agent_state": "absent"})

@@ -330,6 +330,9 @@ def test_package_source_installs_debian_package_with_our_flags(tmp_path):
         gone = run_hosts_playbook(tmp_path, "unimon_hosts", {**v, "node_exporter_state": "absent"})
         assert gone.rc == 0, gone.out[-3000:]
         assert not _dpkg_installed(pkg) and not dropin.parent.exists()
+        status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True,
+                                check=False).stdout
+        assert "config-files" not in status, "removed but not purged"
     finally:
         if _dpkg_installed(pkg):
             subprocess.run(["apt-get", "remove", "-y", "-q", pkg], check=False, capture_output=True)
