@@ -149,4 +149,3 @@ def console(width=12):
              kind="logs", width=width, height=10,
              description="The guest's serial console, printed by the guest-console-log container of the "
                          "virt-launcher pod and shipped like any container log.")
-
