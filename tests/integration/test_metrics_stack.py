@@ -8,12 +8,14 @@ import gzip
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 from kubernetes import client
 
+import metric_names
 from lab_fixtures import REPO, wait_until
 
 NS = "unimon"
@@ -164,3 +166,39 @@ def test_verify_names_a_stopped_exporter(stack, playbook, lab, api):
         assert "Traceback" not in run.out
     finally:
         subprocess.run(labctl + ["up"], check=True, capture_output=True)
+
+
+def test_every_metric_a_dashboard_or_rule_queries_exists(stack, api, lab, tmp_path):
+    """Each metric name in our dashboards and in the rules the stack Prometheus loaded is a series that
+    Prometheus holds, a family a scraped target declares (HELP/TYPE; kube-state-metrics declares e.g.
+    kube_pod_container_status_waiting_reason though no lab container ever waits), a series one of those
+    rules records, or a name only real kubelets/cAdvisor or KubeVirt export (metric_names.ALLOWED).
+    Names come from the real parser's expression tree."""
+    groups = wait_until("the stack Prometheus to load our rules",
+                        lambda: proxied(api, "/api/v1/rules")["data"]["groups"], 90, 3)
+    rules = {f"rule {g['name']}/{r['name']}": r["query"] for g in groups for r in g["rules"]}
+    recorded = {r["name"] for g in groups for r in g["rules"] if r["type"] == "recording"}
+    assert recorded and any(where.startswith("rule ") for where in rules), "the stack loaded no rules"
+    vm_rules, vm_recorded = metric_names.rendered_rules("kubevirt_monitoring", tmp_path)
+    recorded |= vm_recorded
+    expressions = {**metric_names.dashboard_expressions(), **rules, **vm_rules}
+    uses = metric_names.names_by_use(lab["prometheus"], expressions)
+    assert len(uses) > 80
+
+    # The check itself can fail: a misspelt name is reported.
+    assert "node_cpu_seconds_totl" in metric_names.selector_names(
+        metric_names.parse(lab["prometheus"], 'rate(node_cpu_seconds_totl{mode!="idle"}[5m])'))
+
+    def missing():
+        held = set(proxied(api, "/api/v1/label/__name__/values")["data"]) | set(proxied(api, "/api/v1/metadata")["data"])
+        gone = {n: sorted(w) for n, w in uses.items() if n not in held | recorded | metric_names.ALLOWED}
+        return gone or None
+
+    # Series appear as their targets get scraped (30 s intervals): wait for the set to empty.
+    deadline = time.time() + 120
+    while (gone := missing()) and time.time() < deadline:
+        time.sleep(5)
+    assert not gone, "metrics queried but neither in Prometheus nor allow-listed:\n" + "\n".join(
+        f"  {n}: {', '.join(w[:3])}" for n, w in sorted(gone.items()))
+    stale = sorted(metric_names.ALLOWED - set(uses))
+    assert not stale, f"allow-listed metrics nothing queries any more (drop them): {stale}"
