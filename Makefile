@@ -14,6 +14,9 @@ COLL_DIR := $(COLL_ROOT)/ansible_collections/unimon/stack
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
+# CI logs show the slowest tests of each tier: the whole of make test must stay under 90 minutes.
+PYTEST_DURATIONS ?= --durations=15
+
 .PHONY: faults molecule lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
 
 venv: $(STAMP)
@@ -55,17 +58,17 @@ sanity: collection sanity-bootstrap
 	cd $(COLL_DIR) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
 unit: collection lab-build
-	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_DURATIONS) tests/unit
 
 render: collection lab-build
-	$(BIN)/pytest -q -p no:cacheprovider tests/render
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_DURATIONS) tests/render
 
 integration: collection lab-build
-	$(BIN)/pytest -q -p no:cacheprovider tests/integration
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_DURATIONS) tests/integration
 
 # Last: stops the lab's API server in the middle of a run (the lab is restarted after it).
 faults: collection lab-build
-	$(BIN)/pytest -q -p no:cacheprovider tests/faults
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_DURATIONS) tests/faults
 
 # Acceptance as a user runs it: site.yml, again without changes, verify, uninstall (molecule/lab).
 molecule: collection lab-up
