@@ -3,8 +3,9 @@ Deployment becomes available (kwok reports its pod running), a rerun changes not
 password it generated, --check --diff after a variable change writes nothing (audit log), no password is
 in the -v output of any run, state=absent removes everything the role made.
 
-Grafana itself does not run here: it cannot be built from the Go module proxy (its frontend is a
-JavaScript build) and the lab has no container runtime, so kwok only pretends the pod runs. What Grafana
+Grafana itself cannot run here: it is AGPL-licensed and not buildable in this environment (the Go module
+proxy serves its server code, not the JavaScript build of its frontend), and the lab has no container
+runtime, so kwok only pretends the pod runs. What Grafana
 reads is checked by structure in tests/render/test_grafana.py. The logging role's read-only user is stood
 in for by a Secret made here in its shape (logging-reader: username, password, ca.crt), so the copy of
 its credentials and CA into the role's own Secret is exercised; the lab inventory's logging runs in

@@ -5,8 +5,8 @@ in a ConfigMap of its own under the 1 MiB object limit; no credential is in a Co
 the config checksum; the registry override, OpenSearch, external-store and persistence variants render
 as they should and pass a real kube-apiserver's server-side dry run.
 
-Grafana itself does not run here (it cannot be built from the Go module proxy and there is no container
-runtime), so these checks follow Grafana's documented provisioning format."""
+Grafana itself does not run here (AGPL-licensed, not buildable in this environment, and there is no
+container runtime), so these checks follow Grafana's documented provisioning format."""
 from __future__ import annotations
 
 import base64
