@@ -76,6 +76,14 @@ CASES = [
     ("logging_fluentd_log_format", '"syslog"', "logging_fluentd_log_format"),
     ("logging_vm_index_prefix", '"Virt Launcher"', "logging_vm_index_prefix"),
     ("logging_ca_cert", '"not a pem"', "logging_ca_cert"),
+    ("grafana_state", '"installed"', "grafana_state"),
+    ("grafana_namespace", '"Bad_NS"', "grafana_namespace"),
+    ("grafana_replicas", "3", "grafana_replicas"),
+    ("grafana_storage_size", '"big"', "grafana_storage_size"),
+    ("grafana_prometheus_url", '"prometheus-unimon:9090"', "grafana_prometheus_url"),
+    ("grafana_admin_password", '"short"', "grafana_admin_password"),
+    ("grafana_logs_password", '"pw-without-user"', "grafana_logs_username"),
+    ("grafana_settings", '{"server": "root_url"}', "grafana_settings"),
 ]
 
 

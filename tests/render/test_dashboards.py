@@ -16,7 +16,8 @@ from test_alert_rules import promtool
 
 REPO = Path(__file__).resolve().parents[2]
 BOARDS = sorted((REPO / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
-DATASOURCES = {"unimon-prometheus": "prometheus", "unimon-logs": "elasticsearch"}
+# The datasources the grafana role provisions (tests/render/test_grafana.py checks the role provides each).
+DATASOURCES = {"unimon-prometheus": "prometheus", "unimon-logs": "elasticsearch", "unimon-vm-logs": "elasticsearch"}
 # Grafana's built-in variables, and what they stand for when promtool checks an expression.
 BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h", "__all": ".*"}
 VAR = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")

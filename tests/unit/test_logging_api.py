@@ -229,7 +229,8 @@ def test_dashboards_title_drift_is_repaired_with_put(server):
 
 def test_installed_elasticsearch_users_are_set_once(server):
     store, url = server
-    secrets = {"admin_password": "admin-pw", "ui_password": "kibana-pw", "fluentd_password": "fluentd-pw", "ca_crt": ""}
+    secrets = {"admin_password": "admin-pw", "ui_password": "kibana-pw", "fluentd_password": "fluentd-pw",
+               "reader_password": "reader-pw", "ca_crt": ""}
     extra = {"logging_store_mode": "install", "logging_store_api_url": url, "logging_ui_api_url": url,
              "logging_retention_days": 0, "test_secret_values": secrets}
     rc, out, changed = run(extra)
@@ -241,7 +242,14 @@ def test_installed_elasticsearch_users_are_set_once(server):
     assert store.users["unimon-fluentd"] == "fluentd-pw" and store.users["kibana_system"] == "kibana-pw"
     user_put = [r for r in writes(store) if r["path"] == "/_security/user/unimon-fluentd"][0]
     assert user_put["body"]["roles"] == ["unimon_fluentd"]
-    assert "fluentd-pw" not in out and "kibana-pw" not in out and "admin-pw" not in out
+    # The read-only user the grafana role's datasources use: searches and mappings on our prefixes only.
+    reader = store.objects["/_security/role/unimon_reader"]
+    assert reader["indices"] == [{"names": ["kubernetes-*", "virt-launcher-*"], "privileges": ["read", "view_index_metadata"]}]
+    assert reader["cluster"] == ["monitor"]
+    assert store.users["unimon-reader"] == "reader-pw"
+    assert [r for r in writes(store) if r["path"] == "/_security/user/unimon-reader"][0]["body"]["roles"] == ["unimon_reader"]
+    for pw in ("fluentd-pw", "kibana-pw", "admin-pw", "reader-pw"):
+        assert pw not in out
     before = len(writes(store))
     rc, out, changed = run(extra)
     assert rc == 0 and changed == 0 and len(writes(store)) == before, out[-3000:]

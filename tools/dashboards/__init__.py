@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 41
 GRID_WIDTH = 24
-# Datasource uids the grafana role provisions (roles/grafana/templates/grafana.yaml.j2).
+# Datasource uids the grafana role provisions (roles/grafana/templates/_datasources.yaml.j2): Prometheus,
+# the container logs (index prefix logging_index_prefix) and the VM serial consoles (logging_vm_index_prefix),
+# one datasource per index prefix of the logging role, so each panel searches only its own indices.
 PROMETHEUS = {"type": "prometheus", "uid": "unimon-prometheus"}
 LOGS = {"type": "elasticsearch", "uid": "unimon-logs"}
-DATASOURCE_UIDS = {PROMETHEUS["uid"]: PROMETHEUS["type"], LOGS["uid"]: LOGS["type"]}
+VM_LOGS = {"type": "elasticsearch", "uid": "unimon-vm-logs"}
+DATASOURCE_UIDS = {d["uid"]: d["type"] for d in (PROMETHEUS, LOGS, VM_LOGS)}
 
 
 @dataclass
@@ -28,8 +31,9 @@ class Query:
 
 @dataclass
 class LogQuery:
-    """A Lucene query against the log store (Elasticsearch/OpenSearch datasource)."""
+    """A Lucene query against the log store (Elasticsearch/OpenSearch datasource LOGS or VM_LOGS)."""
     lucene: str
+    datasource: dict = field(default_factory=lambda: LOGS)
 
 
 @dataclass
@@ -47,7 +51,9 @@ class Panel:
 
     @property
     def datasource(self) -> dict:
-        return LOGS if self.kind == "logs" else PROMETHEUS
+        if self.kind == "logs":
+            return self.queries[0].datasource
+        return PROMETHEUS
 
 
 @dataclass
@@ -97,6 +103,14 @@ def row(title: str, *panels: Panel) -> Row:
     return Row(title, list(panels))
 
 
+def regex(var: str) -> str:
+    """A Lucene regular expression term for a dashboard variable. The variables' "All" is the custom value
+    ".*", which Grafana inserts unformatted: as a plain Lucene term `field:.*` it would match only terms
+    starting with a dot, as a regular expression `field:/.*/` everything. Selected values are joined
+    and escaped by Grafana's regex format, (a|b)."""
+    return "/${" + var + ":regex}/"
+
+
 # The variables the dashboards share. An empty "All" matches series without the label too
 # (allValue ".*"), so `cluster` works on a single Prometheus that adds the label only externally.
 CLUSTER = Variable("cluster", "Cluster", "up", "cluster")
@@ -111,7 +125,7 @@ NODE = Variable("node", "Node", 'node_uname_info{cluster=~"$cluster"}', "instanc
 
 def _target(q, ref: str) -> dict:
     if isinstance(q, LogQuery):
-        return {"refId": ref, "datasource": LOGS, "query": q.lucene, "queryType": "logs",
+        return {"refId": ref, "datasource": q.datasource, "query": q.lucene, "queryType": "logs",
                 "metrics": [{"id": "1", "type": "logs"}], "bucketAggs": [], "timeField": "@timestamp"}
     target = {"refId": ref, "datasource": PROMETHEUS, "expr": q.expr, "legendFormat": q.legend or "__auto"}
     if q.instant:

@@ -14,7 +14,7 @@ HEADER = 64
 COLORS = {
     "row": "#2d3748", "timeseries": "#dbeafe", "stat": "#dcfce7", "table": "#fef3c7", "logs": "#f3e8ff",
 }
-DATASOURCE_MARK = {"prometheus": "Prometheus", "elasticsearch": "logs"}
+DATASOURCE_MARK = {"unimon-prometheus": "Prometheus", "unimon-logs": "container logs", "unimon-vm-logs": "VM console logs"}
 
 
 def _font(size: int):
@@ -55,7 +55,7 @@ def render(dashboard: dict, path: Path) -> None:
                 break
             draw.text((x0 + 14, top + i * 15), "- " + label[:chars + 10], fill="#334155", font=small_font)
         unit = pn["fieldConfig"]["defaults"].get("unit", "")
-        source = DATASOURCE_MARK.get(pn["datasource"]["type"], pn["datasource"]["type"])
+        source = DATASOURCE_MARK.get(pn["datasource"]["uid"], pn["datasource"]["type"])
         meta = f"{pn['type']} · {source} · {len(pn['targets'])} quer{'y' if len(pn['targets']) == 1 else 'ies'}"
         if unit and pn["type"] != "logs":
             meta += f" · {unit}"

@@ -2,7 +2,7 @@
 workload dashboard and, unchanged, on the left of the containers-and-VMs dashboard."""
 from __future__ import annotations
 
-from tools.dashboards import LogQuery, p
+from tools.dashboards import LogQuery, p, regex
 
 from ._sel import CONTAINER, POD, RI, rate
 
@@ -97,7 +97,7 @@ def ready(width=12):
 
 def logs(width=12):
     return p("Container logs",
-             LogQuery('kubernetes.namespace_name:$namespace AND kubernetes.pod_name:$pod '
+             LogQuery(f"kubernetes.namespace_name:{regex('namespace')} AND kubernetes.pod_name:{regex('pod')} "
                       'AND NOT kubernetes.container_name:"guest-console-log"'),
              kind="logs", width=width, height=10,
-             description="Log lines Fluentd shipped to the log store (logging role).")
+             description="Log lines Fluentd shipped to the log store (logging role, container log indices).")

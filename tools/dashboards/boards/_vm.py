@@ -2,7 +2,7 @@
 dashboard and, unchanged, on the right of the containers-and-VMs dashboard."""
 from __future__ import annotations
 
-from tools.dashboards import LogQuery, Query, p
+from tools.dashboards import VM_LOGS, LogQuery, Query, p, regex
 
 from ._sel import VM, rate
 
@@ -144,8 +144,9 @@ def filesystems(width=12):
 
 def console(width=12):
     return p("Serial console",
-             LogQuery('kubernetes.namespace_name:$namespace AND kubernetes.container_name:"guest-console-log" '
-                      'AND kubernetes.pod_name:virt-launcher-$vm-*'),
+             LogQuery(f"vm_name:{regex('vm')} AND kubernetes.namespace_name:{regex('namespace')} "
+                      'AND kubernetes.container_name:"guest-console-log"', datasource=VM_LOGS),
              kind="logs", width=width, height=10,
              description="The guest's serial console, printed by the guest-console-log container of the "
-                         "virt-launcher pod and shipped like any container log.")
+                         "virt-launcher pod; the logging role writes it to its VM index prefix with the VM's "
+                         "name in vm_name.")
