@@ -1,7 +1,7 @@
 """Run one container of a (kwok-faked) pod as a real process: the lab's stand-in for a kubelet.
 
 kwok only pretends pods run. For the pods whose behaviour the tests must see for real (the
-Prometheus the operator generated, kube-state-metrics, Alertmanager) `labctl.py adopt` reads the pod
+Prometheus the operator generated, kube-state-metrics, Alertmanager, metrics-server) `labctl.py adopt` reads the pod
 from the apiserver and starts the matching lab binary with the container's own arguments and
 environment, in a network namespace that owns the pod IP, with the pod's volumes materialised
 (Secrets, ConfigMaps, emptyDirs, the projected ServiceAccount token from the TokenRequest API) and
@@ -26,6 +26,9 @@ BINARIES = {
     "prometheus": ("prometheus", "PROMETHEUS_VERSION"),
     "alertmanager": ("alertmanager", "ALERTMANAGER_VERSION"),
     "kube-state-metrics": ("kube-state-metrics", "KUBE_STATE_METRICS_VERSION"),
+    # In-cluster config from the materialised ServiceAccount volume; serves the aggregated metrics.k8s.io API
+    # at the pod IP, which the API server dials (--enable-aggregator-routing).
+    "metrics-server": ("metrics-server", "METRICS_SERVER_VERSION"),
 }
 ROOT = lab.STATE / "adopt"
 CREATED_DIRS = ROOT / "created-dirs.json"
