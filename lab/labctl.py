@@ -119,7 +119,8 @@ def make_pki() -> None:
         if not Path(f"{name}.crt").exists():
             sign(name, subj, "client.ext")
         # kwok-metrics runs inside the node namespaces, where 127.0.0.1 is not the host's.
-        kubeconfig_for(name, f"https://{HOST_IP}:6443" if name == "kwok-metrics" else API)
+        if not (KUBECONFIG if name == "admin" else PKI / f"{name}.kubeconfig").exists():
+            kubeconfig_for(name, f"https://{HOST_IP}:6443" if name == "kwok-metrics" else API)
     # Aggregation layer: the API server proxies aggregated APIs (metrics.k8s.io) with this client certificate,
     # and the extension API servers trust requests carrying it (ConfigMap kube-system/extension-apiserver-authentication).
     if not Path("front-proxy-ca.crt").exists():
@@ -463,26 +464,26 @@ kind: Metric
 metadata:
   name: lab-resource-metrics
 spec:
-  path: "{path}"
+  path: "__PATH__"
   metrics:
-    - {{name: node_cpu_usage_seconds_total, kind: counter, dimension: node, help: "node CPU time",
-       value: 'node.CumulativeUsage("cpu")'}}
-    - {{name: node_memory_working_set_bytes, kind: gauge, dimension: node, help: "node working set",
-       value: 'node.Usage("memory")'}}
+    - {name: node_cpu_usage_seconds_total, kind: counter, dimension: node, help: "node CPU time",
+       value: 'node.CumulativeUsage("cpu")'}
+    - {name: node_memory_working_set_bytes, kind: gauge, dimension: node, help: "node working set",
+       value: 'node.Usage("memory")'}
     - name: container_cpu_usage_seconds_total
       kind: counter
       dimension: container
       help: container CPU time
       labels: &container
-        - {{name: container, value: container.name}}
-        - {{name: namespace, value: pod.metadata.namespace}}
-        - {{name: pod, value: pod.metadata.name}}
+        - {name: container, value: container.name}
+        - {name: namespace, value: pod.metadata.namespace}
+        - {name: pod, value: pod.metadata.name}
       value: 'pod.CumulativeUsage("cpu", container.name)'
-    - {{name: container_memory_working_set_bytes, kind: gauge, dimension: container, help: "container working set",
-       labels: *container, value: 'pod.Usage("memory", container.name)'}}
-    - {{name: container_start_time_seconds, kind: gauge, dimension: container, help: "container start time",
-       labels: *container, value: 'pod.SinceSecond()'}}
-""".format(path=RESOURCE_METRICS_PATH.format(node="{nodeName}"))
+    - {name: container_memory_working_set_bytes, kind: gauge, dimension: container, help: "container working set",
+       labels: *container, value: 'pod.Usage("memory", container.name)'}
+    - {name: container_start_time_seconds, kind: gauge, dimension: container, help: "container start time",
+       labels: *container, value: 'pod.SinceSecond()'}
+""".replace("__PATH__", RESOURCE_METRICS_PATH.format(node="{nodeName}"))
 
 KWOK_METRICS_RBAC = [
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -706,7 +707,7 @@ def cmd_env() -> int:
                       "kubectl": str(BIN / f"kubectl-{V['KUBERNETES_VERSION']}"),
                       "promtool": str(BIN / f"promtool-{V['PROMETHEUS_VERSION']}"),
                       "nodes": [{"name": n, "netns": ns, "ip": ip} for n, ns, ip in NODES],
-                      "kubelet_metrics_port": KUBELET_METRICS_PORT}, indent=2))
+                      "host_ip": HOST_IP, "kubelet_metrics_port": KUBELET_METRICS_PORT}, indent=2))
     return 0
 
 
