@@ -201,17 +201,19 @@ def adopt(namespace: str, pod_name: str, container_name: str) -> str:
 def adopt_all(namespace: str) -> list[str]:
     """Adopt every running pod of the namespace that has a container the lab can run."""
     done = []
+    running = set()
     for pod in lab.http(f"{lab.API}/api/v1/namespaces/{namespace}/pods")["items"]:
         if pod["status"].get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
             continue
+        running.add(pod["metadata"]["name"])
         for container in pod["spec"]["containers"]:
             if container["name"] in BINARIES:
                 adopt(namespace, pod["metadata"]["name"], container["name"])
                 done.append(f"{pod['metadata']['name']}/{container['name']}@{pod['status']['podIP']}")
-    # Processes of pods that are gone (a new ReplicaSet, an uninstall) stop with them.
-    keep = {f"adopted-{namespace}.{d.split('/')[0]}.{d.split('/')[1].split('@')[0]}" for d in done}
+    # Processes of pods that are gone (a new ReplicaSet, an uninstall) stop with them. Only those: a process
+    # adopted by another checkout's adopt.py, for a container this one does not know, keeps running.
     for pidfile in lab.PIDS.glob(f"adopted-{namespace}.*.pid"):
-        if pidfile.stem not in keep:
+        if pidfile.stem[len(f"adopted-{namespace}."):].rsplit(".", 1)[0] not in running:
             lab.stop(pidfile.stem)
     return done
 
