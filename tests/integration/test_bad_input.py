@@ -47,6 +47,7 @@ CASES = [
     ("metrics_server_kubelet_ca_cert", '"not a pem"', "metrics_server_kubelet_ca_cert"),
     ("metrics_server_tls_secret", '"metrics-server-tls"', "metrics_server_ca_bundle"),
     ("metrics_server_secure_port", "0", "metrics_server_secure_port"),
+    ("metrics_server_replicas", "0", "metrics_server_replicas"),
     ("alert_rules_groups", '["bogus"]', "alert_rules_groups"),
     ("alert_rules_memory_limit_ratio", "1.5", "alert_rules_memory_limit_ratio"),
     ("alert_rules_cpu_throttling_ratio", "-0.1", "alert_rules_cpu_throttling_ratio"),
