@@ -362,7 +362,7 @@ def test_serving_certificate_is_verified_with_the_ca_bundle(ms, tmp_path):
     # Another CA in the caBundle: requests proxied to metrics-server are refused (the availability check itself
     # skips verification, so the APIService stays Available; reading metrics is what fails).
     (tmp_path / "other").mkdir()
-    other, _ = _serving_cert(tmp_path / "other", "someone")
+    other = _serving_cert(tmp_path / "other", "someone")[0]
     apiserver_log = Path(ms.lab["state"]) / "logs" / "kube-apiserver.log"
     offset = apiserver_log.stat().st_size
     ms.reg.patch_api_service(APISERVICE, {"spec": {"caBundle": base64.b64encode(other.encode()).decode()}})

@@ -44,7 +44,7 @@ def container(objs) -> dict:
 def args_of(objs) -> dict[str, str]:
     out = {}
     for arg in container(objs)["args"]:
-        key, _, value = arg.partition("=")
+        key, value = arg.split("=", 1) if "=" in arg else (arg, "")
         out[key] = value
     return out
 
@@ -136,21 +136,21 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_objects_fit_together(render_ms, variant):
-    objs, _ = render_ms(**VARIANTS[variant])
+    objs = render_ms(**VARIANTS[variant])[0]
     check_wiring(objs)
     check_rbac(objs)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_flags_exist_in_the_real_binary(render_ms, metrics_server_flags, variant):
-    objs, _ = render_ms(**VARIANTS[variant])
+    objs = render_ms(**VARIANTS[variant])[0]
     unknown = sorted(set(args_of(objs)) - metrics_server_flags)
     assert not unknown, f"metrics-server {_version()} has no {unknown}"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_apiserver_accepts_every_variant(render_ms, lab, variant):
-    _, out = render_ms(metrics_server_namespace="default", **VARIANTS[variant])
+    out = render_ms(metrics_server_namespace="default", **VARIANTS[variant])[1]
     for f in sorted(out.glob("*.yaml")):
         res = subprocess.run([lab["kubectl"], "--kubeconfig", lab["kubeconfig"], "apply", "--server-side",
                               "--dry-run=server", "--field-manager=render-test", "--force-conflicts", "-f", str(f)],
@@ -159,7 +159,7 @@ def test_apiserver_accepts_every_variant(render_ms, lab, variant):
 
 
 def test_defaults_verify_kubelets_and_skip_verifying_the_self_signed_serving_cert(render_ms):
-    objs, _ = render_ms()
+    objs = render_ms()[0]
     args = args_of(objs)
     assert "--kubelet-insecure-tls" not in args and "--kubelet-certificate-authority" not in args
     assert "--tls-cert-file" not in args
@@ -178,7 +178,7 @@ def test_defaults_verify_kubelets_and_skip_verifying_the_self_signed_serving_cer
 
 
 def test_serving_certificate_is_verified_by_the_aggregator(render_ms):
-    objs, _ = render_ms(**TLS)
+    objs = render_ms(**TLS)[0]
     api = objs["APIService/v1beta1.metrics.k8s.io"]["spec"]
     assert api["insecureSkipTLSVerify"] is False
     assert base64.b64decode(api["caBundle"]).decode() == PEM
@@ -192,7 +192,7 @@ def test_serving_certificate_is_verified_by_the_aggregator(render_ms):
 
 
 def test_kubelet_ca_reaches_the_flag(render_ms):
-    objs, _ = render_ms(metrics_server_kubelet_ca_cert=PEM)
+    objs = render_ms(metrics_server_kubelet_ca_cert=PEM)[0]
     cm = objs["ConfigMap/metrics-server-kubelet-ca"]
     key = next(iter(cm["data"]))
     assert cm["data"][key] == PEM
@@ -204,13 +204,13 @@ def test_kubelet_ca_reaches_the_flag(render_ms):
 
 
 def test_kubelet_insecure_is_opt_in(render_ms):
-    objs, _ = render_ms(metrics_server_kubelet_insecure_tls=True)
+    objs = render_ms(metrics_server_kubelet_insecure_tls=True)[0]
     assert "--kubelet-insecure-tls" in args_of(objs)
     assert "ConfigMap/metrics-server-kubelet-ca" not in objs
 
 
 def test_another_secure_port_moves_everything(render_ms):
-    objs, _ = render_ms(metrics_server_secure_port=4443, metrics_server_priority_class_name="")
+    objs = render_ms(metrics_server_secure_port=4443, metrics_server_priority_class_name="")[0]
     assert args_of(objs)["--secure-port"] == "4443"
     assert container(objs)["ports"][0]["containerPort"] == 4443
     assert "priorityClassName" not in objs["Deployment/metrics-server"]["spec"]["template"]["spec"]
@@ -219,7 +219,7 @@ def test_another_secure_port_moves_everything(render_ms):
 @pytest.mark.parametrize("breakage", ["secure-port", "apiservice-port", "apiservice-namespace", "probe-port"])
 def test_the_wiring_check_catches_a_mismatch(render_ms, breakage):
     """The consistency check must fail on manifests that would not work (guards against a vacuous test)."""
-    objs, _ = render_ms()
+    objs = render_ms()[0]
     c = container(objs)
     api = objs["APIService/v1beta1.metrics.k8s.io"]["spec"]
     if breakage == "secure-port":
@@ -235,8 +235,8 @@ def test_the_wiring_check_catches_a_mismatch(render_ms, breakage):
 
 
 def test_image_registry_override(render_ms):
-    objs, _ = render_ms(unimon_image_registry="mirror.example:5000/k8s")
+    objs = render_ms(unimon_image_registry="mirror.example:5000/k8s")[0]
     assert container(objs)["image"] == "mirror.example:5000/k8s/metrics-server/metrics-server:v0.8.0"
-    objs, _ = render_ms(metrics_server_version="v0.8.1")
+    objs = render_ms(metrics_server_version="v0.8.1")[0]
     assert container(objs)["image"].endswith("/metrics-server:v0.8.1")
     assert objs["Deployment/metrics-server"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v0.8.1"
