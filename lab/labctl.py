@@ -1,7 +1,7 @@
-"""Start, stop and inspect the unimon lab: a real Kubernetes control plane (etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler), kwok nodes backed by network namespaces, and real
-prometheus-operator, kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch
-processes. Standard library only, so it runs before any virtualenv exists.
+"""Start, stop and inspect the unimon lab: a real Kubernetes control plane (etcd, kube-apiserver with the
+aggregation layer, kube-controller-manager, kube-scheduler), kwok nodes backed by network namespaces (each
+with a read-only kwok serving the kubelet's resource metrics), and real prometheus-operator,
+kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch processes. Standard library only, so it runs before any virtualenv exists.
 
 Usage: labctl.py up|down [--purge]|status|env|adopt NAMESPACE POD CONTAINER|adopt-all [NAMESPACE]|stop NAME...
 """
