@@ -1,7 +1,7 @@
 """Run one container of a (kwok-faked) pod as a real process: the lab's stand-in for a kubelet.
 
 kwok only pretends pods run. For the pods whose behaviour the tests must see for real (the
-Prometheus the operator generated, kube-state-metrics, Alertmanager) `labctl.py adopt` reads the pod
+Prometheus the operator generated, kube-state-metrics, Alertmanager, metrics-server) `labctl.py adopt` reads the pod
 from the apiserver and starts the matching lab binary with the container's own arguments and
 environment, in a network namespace that owns the pod IP, with the pod's volumes materialised
 (Secrets, ConfigMaps, emptyDirs, the projected ServiceAccount token from the TokenRequest API) and
@@ -26,6 +26,9 @@ BINARIES = {
     "prometheus": ("prometheus", "PROMETHEUS_VERSION"),
     "alertmanager": ("alertmanager", "ALERTMANAGER_VERSION"),
     "kube-state-metrics": ("kube-state-metrics", "KUBE_STATE_METRICS_VERSION"),
+    # In-cluster config from the materialised ServiceAccount volume; serves the aggregated metrics.k8s.io API
+    # at the pod IP, which the API server dials (--enable-aggregator-routing).
+    "metrics-server": ("metrics-server", "METRICS_SERVER_VERSION"),
 }
 ROOT = lab.STATE / "adopt"
 CREATED_DIRS = ROOT / "created-dirs.json"
@@ -198,17 +201,19 @@ def adopt(namespace: str, pod_name: str, container_name: str) -> str:
 def adopt_all(namespace: str) -> list[str]:
     """Adopt every running pod of the namespace that has a container the lab can run."""
     done = []
+    running = set()
     for pod in lab.http(f"{lab.API}/api/v1/namespaces/{namespace}/pods")["items"]:
         if pod["status"].get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
             continue
+        running.add(pod["metadata"]["name"])
         for container in pod["spec"]["containers"]:
             if container["name"] in BINARIES:
                 adopt(namespace, pod["metadata"]["name"], container["name"])
                 done.append(f"{pod['metadata']['name']}/{container['name']}@{pod['status']['podIP']}")
-    # Processes of pods that are gone (a new ReplicaSet, an uninstall) stop with them.
-    keep = {f"adopted-{namespace}.{d.split('/')[0]}.{d.split('/')[1].split('@')[0]}" for d in done}
+    # Processes of pods that are gone (a new ReplicaSet, an uninstall) stop with them. Only those: a process
+    # adopted by another checkout's adopt.py, for a container this one does not know, keeps running.
     for pidfile in lab.PIDS.glob(f"adopted-{namespace}.*.pid"):
-        if pidfile.stem not in keep:
+        if pidfile.stem[len(f"adopted-{namespace}."):].rsplit(".", 1)[0] not in running:
             lab.stop(pidfile.stem)
     return done
 

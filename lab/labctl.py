@@ -1,7 +1,7 @@
-"""Start, stop and inspect the unimon lab: a real Kubernetes control plane (etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler), kwok nodes backed by network namespaces, and real
-prometheus-operator, kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch
-processes. Standard library only, so it runs before any virtualenv exists.
+"""Start, stop and inspect the unimon lab: a real Kubernetes control plane (etcd, kube-apiserver with the
+aggregation layer, kube-controller-manager, kube-scheduler), kwok nodes backed by network namespaces (each
+with a read-only kwok serving the kubelet's resource metrics), and real prometheus-operator,
+kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch processes. Standard library only, so it runs before any virtualenv exists.
 
 Usage: labctl.py up|down [--purge]|status|env|adopt NAMESPACE POD CONTAINER|adopt-all [NAMESPACE]|stop NAME...
 """
@@ -36,6 +36,8 @@ CLIENTS = {
     "scheduler": "/CN=system:kube-scheduler",
     "kwok": "/O=system:masters/CN=unimon-lab-kwok",
     "observer": "/O=system:masters/CN=unimon-lab-observer",
+    # Read-only (RBAC below): the kwok instances that stand in for the kubelets' /metrics/resource.
+    "kwok-metrics": "/CN=unimon-lab-kwok-metrics",
 }
 
 # Addresses: a host bridge owns 10.250.0.1/16; node netns get 10.250.0.1x; non-hostNetwork pod IPs
@@ -48,6 +50,11 @@ PODS_NS_IP = "10.250.0.2"
 POD_CIDR = "10.250.128.0/17"
 SERVICE_CIDR = "10.96.0.0/16"
 NODES = [("lab-node-1", "unimon-n1", "10.250.0.11"), ("lab-node-2", "unimon-n2", "10.250.0.12")]
+# Each node's stand-in for the kubelet's resource metrics endpoint (what metrics-server scrapes) listens on
+# <node ip>:KUBELET_METRICS_PORT with a serving certificate from the lab CA. Not 10250: kubelet scrapes there
+# (Prometheus, categraf) must stay refused, as kwok runs no kubelet.
+KUBELET_METRICS_PORT = 10350
+RESOURCE_METRICS_PATH = "/metrics/nodes/{node}/metrics/resource"
 
 API = "https://127.0.0.1:6443"
 ETCD = "http://127.0.0.1:2379"
@@ -91,39 +98,57 @@ def openssl(*args: str) -> None:
 
 
 def make_pki() -> None:
-    if (PKI / "observer.kubeconfig").exists():
-        return
+    """Create what is missing, file by file: a lab started before a file was added to the PKI gets it too."""
     PKI.mkdir(parents=True, exist_ok=True)
     os.chdir(PKI)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "3650", "-subj", "/CN=unimon-lab-ca")
+    if not Path("ca.crt").exists():
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                "-days", "3650", "-subj", "/CN=unimon-lab-ca")
     sans = "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:" + HOST_IP + \
            ",DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc," \
            "DNS:kubernetes.default.svc.cluster.local"
     Path("apiserver.ext").write_text(sans + "\nextendedKeyUsage=serverAuth\n")
     Path("client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    sign("apiserver", "/CN=kube-apiserver", "apiserver.ext")
-    openssl("genrsa", "-out", "sa.key", "2048")
-    openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+    if not Path("apiserver.crt").exists():
+        sign("apiserver", "/CN=kube-apiserver", "apiserver.ext")
+    if not Path("sa.pub").exists():
+        openssl("genrsa", "-out", "sa.key", "2048")
+        openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
     # One identity per component, so the audit log tells who wrote what.
     for name, subj in CLIENTS.items():
-        sign(name, subj, "client.ext")
-        kubeconfig_for(name)
+        if not Path(f"{name}.crt").exists():
+            sign(name, subj, "client.ext")
+        # kwok-metrics runs inside the node namespaces, where 127.0.0.1 is not the host's.
+        if not (KUBECONFIG if name == "admin" else PKI / f"{name}.kubeconfig").exists():
+            kubeconfig_for(name, f"https://{HOST_IP}:6443" if name == "kwok-metrics" else API)
+    # Aggregation layer: the API server proxies aggregated APIs (metrics.k8s.io) with this client certificate,
+    # and the extension API servers trust requests carrying it (ConfigMap kube-system/extension-apiserver-authentication).
+    if not Path("front-proxy-ca.crt").exists():
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "front-proxy-ca.key",
+                "-out", "front-proxy-ca.crt", "-days", "3650", "-subj", "/CN=unimon-lab-front-proxy-ca")
+    if not Path("front-proxy-client.crt").exists():
+        sign("front-proxy-client", "/CN=front-proxy-client", "client.ext", ca="front-proxy-ca")
+    # Serving certificates of the nodes' resource metrics endpoints, from the cluster CA (as kubelets with
+    # serverTLSBootstrap have): metrics-server verifies them against its ServiceAccount's CA, as by default.
+    for name, _ns, ip in NODES:
+        if not Path(f"kubelet-{name}.crt").exists():
+            Path(f"kubelet-{name}.ext").write_text(f"subjectAltName=IP:{ip},DNS:{name}\nextendedKeyUsage=serverAuth\n")
+            sign(f"kubelet-{name}", f"/O=system:nodes/CN=system:node:{name}", f"kubelet-{name}.ext")
     os.chdir(HERE)
 
 
-def sign(name: str, subj: str, ext: str) -> None:
+def sign(name: str, subj: str, ext: str, ca: str = "ca") -> None:
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj)
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
             "-out", f"{name}.crt", "-days", "3650", "-extfile", ext)
 
 
-def kubeconfig_for(name: str) -> Path:
+def kubeconfig_for(name: str, server: str = API) -> Path:
     b64 = {n: base64.b64encode((PKI / n).read_bytes()).decode() for n in ("ca.crt", f"{name}.crt", f"{name}.key")}
     path = KUBECONFIG if name == "admin" else PKI / f"{name}.kubeconfig"
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "unimon-lab",
-        "clusters": [{"name": "unimon-lab", "cluster": {"server": API, "certificate-authority-data": b64["ca.crt"]}}],
+        "clusters": [{"name": "unimon-lab", "cluster": {"server": server, "certificate-authority-data": b64["ca.crt"]}}],
         "users": [{"name": name,
                    "user": {"client-certificate-data": b64[f"{name}.crt"], "client-key-data": b64[f"{name}.key"]}}],
         "contexts": [{"name": "unimon-lab", "context": {"cluster": "unimon-lab", "user": name}}],
@@ -311,6 +336,16 @@ def start_control_plane() -> None:
         "--audit-policy-file", str(STATE / "audit-policy.yaml"), "--audit-log-path", str(LOGS / "audit.log"),
         "--audit-log-format", "json", "--audit-log-maxsize", "200",
         "--profiling=false", "--endpoint-reconciler-type", "lease",
+        # Aggregation layer (metrics.k8s.io): the front-proxy identity the aggregator presents, and the
+        # request headers extension API servers read the user from.
+        "--requestheader-client-ca-file", str(PKI / "front-proxy-ca.crt"),
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--proxy-client-cert-file", str(PKI / "front-proxy-client.crt"),
+        "--proxy-client-key-file", str(PKI / "front-proxy-client.key"),
+        # No kube-proxy here: Service IPs route nowhere, so the aggregator dials the endpoints' pod IPs.
+        "--enable-aggregator-routing=true",
     ])
     wait_for(f"kube-apiserver {k8s}", lambda: up_url(API + "/readyz"), 180)
     start("kube-controller-manager", [
@@ -341,10 +376,20 @@ def start_control_plane() -> None:
     ])
 
 
+def resource_metrics_annotation(node: str) -> dict:
+    """metrics-server (0.7+) scrapes the path this annotation names instead of /metrics/resource: each node's
+    kwok-metrics serves its node under its own path."""
+    return {"metrics.k8s.io/resource-metrics-path": RESOURCE_METRICS_PATH.format(node=node)}
+
+
 def ensure_nodes() -> None:
     for name, _ns, ip in NODES:
         try:
-            http(f"{API}/api/v1/nodes/{name}")
+            node = http(f"{API}/api/v1/nodes/{name}")
+            want = resource_metrics_annotation(name)
+            if any((node["metadata"].get("annotations") or {}).get(k) != v for k, v in want.items()):
+                http(f"{API}/api/v1/nodes/{name}", "PATCH", {"metadata": {"annotations": want}},
+                     content_type="application/merge-patch+json")
             continue
         except urllib.error.HTTPError as err:
             if err.code != 404:
@@ -352,7 +397,8 @@ def ensure_nodes() -> None:
         http(f"{API}/api/v1/nodes", "POST", {
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name,
-                         "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                         "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+                                         **resource_metrics_annotation(name)},
                          "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": "amd64", "type": "kwok",
                                     "node-role.kubernetes.io/worker": "",
@@ -371,6 +417,112 @@ def ensure_nodes() -> None:
                  for c in n.get("status", {}).get("conditions", []) if c["type"] == "Ready" and c["status"] == "True"}
         return all(name in ready for name, _ns, _ip in NODES)
     wait_for("kwok nodes Ready", all_ready, 90)
+
+
+# kwok-metrics: a second kwok per node, in the node's network namespace, that changes nothing (its stages match
+# no object, no node lease, a read-only identity) and only serves kwok's emulation of the kubelet's
+# /metrics/resource for its node: CPU and memory computed from the pods on it (1m and 1Mi per pod, or the
+# pod's kwok.x-k8s.io/usage-cpu and usage-memory annotations). The main kwok keeps its flags.
+KWOK_METRICS_CONFIG = """apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: lab-metrics-leaves-nodes-alone
+spec:
+  resourceRef: {apiGroup: v1, kind: Node}
+  selector:
+    matchLabels: {unimon.io/kwok-metrics-stage: never}
+  next: {}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: lab-metrics-leaves-pods-alone
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchLabels: {unimon.io/kwok-metrics-stage: never}
+  next: {}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterResourceUsage
+metadata:
+  name: lab-usage
+spec:
+  usages:
+    - usage:
+        cpu:
+          expression: >-
+            "kwok.x-k8s.io/usage-cpu" in pod.metadata.annotations
+            ? Quantity(pod.metadata.annotations["kwok.x-k8s.io/usage-cpu"]) : Quantity("1m")
+        memory:
+          expression: >-
+            "kwok.x-k8s.io/usage-memory" in pod.metadata.annotations
+            ? Quantity(pod.metadata.annotations["kwok.x-k8s.io/usage-memory"]) : Quantity("1Mi")
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Metric
+metadata:
+  name: lab-resource-metrics
+spec:
+  path: "__PATH__"
+  metrics:
+    - {name: node_cpu_usage_seconds_total, kind: counter, dimension: node, help: "node CPU time",
+       value: 'node.CumulativeUsage("cpu")'}
+    - {name: node_memory_working_set_bytes, kind: gauge, dimension: node, help: "node working set",
+       value: 'node.Usage("memory")'}
+    - name: container_cpu_usage_seconds_total
+      kind: counter
+      dimension: container
+      help: container CPU time
+      labels: &container
+        - {name: container, value: container.name}
+        - {name: namespace, value: pod.metadata.namespace}
+        - {name: pod, value: pod.metadata.name}
+      value: 'pod.CumulativeUsage("cpu", container.name)'
+    - {name: container_memory_working_set_bytes, kind: gauge, dimension: container, help: "container working set",
+       labels: *container, value: 'pod.Usage("memory", container.name)'}
+    - {name: container_start_time_seconds, kind: gauge, dimension: container, help: "container start time",
+       labels: *container, value: 'pod.SinceSecond()'}
+""".replace("__PATH__", RESOURCE_METRICS_PATH.format(node="{nodeName}"))
+
+KWOK_METRICS_RBAC = [
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+     "metadata": {"name": "unimon-lab-kwok-metrics"},
+     "rules": [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list", "watch"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+     "metadata": {"name": "unimon-lab-kwok-metrics"},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "unimon-lab-kwok-metrics"},
+     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "unimon-lab-kwok-metrics"}]},
+]
+
+
+def start_kwok_metrics() -> None:
+    for obj in KWOK_METRICS_RBAC:
+        plural = obj["kind"].lower() + "s"
+        try:
+            http(f"{API}/apis/rbac.authorization.k8s.io/v1/{plural}", "POST", obj)
+        except urllib.error.HTTPError as err:
+            if err.code != 409:
+                raise
+    cfg = STATE / "kwok-metrics.yaml"
+    cfg.write_text(KWOK_METRICS_CONFIG)
+    for name, ns, ip in NODES:
+        start(f"kwok-metrics-{name}", [
+            "ip", "netns", "exec", ns, binary("kwok", "KWOK_VERSION"), "--kubeconfig", kc("kwok-metrics"),
+            "--config", str(cfg), "--manage-single-node", name, "--node-lease-duration-seconds", "0",
+            "--server-address", f"{ip}:{KUBELET_METRICS_PORT}",
+            "--tls-cert-file", str(PKI / f"kubelet-{name}.crt"), "--tls-private-key-file", str(PKI / f"kubelet-{name}.key"),
+        ])
+
+
+def kwok_metrics_up(name: str, ip: str) -> bool:
+    ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+    url = f"https://{ip}:{KUBELET_METRICS_PORT}{RESOURCE_METRICS_PATH.format(node=name)}"
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
+            return b"node_memory_working_set_bytes" in resp.read()
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 def start_node_exporters() -> None:
@@ -503,6 +655,7 @@ CHECKS = {
     "alertmanager": lambda: up_url(ALERTMANAGER + "/-/ready"),
     "elasticsearch": lambda: up_url(ELASTICSEARCH + "/_cluster/health"),
     **{f"node-exporter-{n}": (lambda ip=ip: up_url(f"http://{ip}:9100/metrics")) for n, _ns, ip in NODES},
+    **{f"kwok-metrics-{n}": (lambda n=n, ip=ip: kwok_metrics_up(n, ip)) for n, _ns, ip in NODES},
 }
 
 
@@ -516,6 +669,7 @@ def cmd_up() -> int:
     ensure_nodes()
     install_kubevirt_crds()
     start_node_exporters()
+    start_kwok_metrics()
     start_observers()
     for name, check in CHECKS.items():
         wait_for(name, check, 180)
@@ -552,7 +706,8 @@ def cmd_env() -> int:
                       "audit_log": str(LOGS / "audit.log"), "bin": str(BIN),
                       "kubectl": str(BIN / f"kubectl-{V['KUBERNETES_VERSION']}"),
                       "promtool": str(BIN / f"promtool-{V['PROMETHEUS_VERSION']}"),
-                      "nodes": [{"name": n, "netns": ns, "ip": ip} for n, ns, ip in NODES]}, indent=2))
+                      "nodes": [{"name": n, "netns": ns, "ip": ip} for n, ns, ip in NODES],
+                      "host_ip": HOST_IP, "kubelet_metrics_port": KUBELET_METRICS_PORT}, indent=2))
     return 0
 
 

@@ -89,7 +89,8 @@ facts:
     - Keys include C(kubernetes_version), C(kubernetes_minor), C(control_plane), C(scheduler_scrapable),
       C(controller_manager_scrapable), C(etcd_scrapable), C(kube_proxy), C(kube_proxy_scrapable),
       C(coredns_scrapable), C(localhost_components), C(node_runtimes), C(log_format), C(kubevirt),
-      C(metrics_api_served), C(prometheus_operator_crds), C(default_storage_class), C(namespaces).
+      C(metrics_api_served), C(metrics_api_ours), C(metrics_api_backend), C(metrics_server_needed),
+      C(prometheus_operator_crds), C(default_storage_class), C(namespaces).
   returned: success
   type: dict
 missing_permissions:
@@ -192,6 +193,34 @@ def condition(obj, kind):
         if cond.get('type') == kind:
             return cond.get('status') == 'True'
     return False
+
+
+def metrics_api_facts(apiservice):
+    """APIService v1beta1.metrics.k8s.io: Available or not, ours (our managed-by label) or not, its backend."""
+    labels = ((apiservice or {}).get('metadata') or {}).get('labels') or {}
+    service = ((apiservice or {}).get('spec') or {}).get('service') or {}
+    served = apiservice is not None and condition(apiservice, 'Available')
+    ours = labels.get('app.kubernetes.io/managed-by') == 'unimon.stack'
+    return {
+        'metrics_api_served': served,
+        'metrics_api_ours': ours,
+        'metrics_api_backend': '%s/%s' % (service.get('namespace', ''), service.get('name', '')) if service else '',
+        # Ours keeps being managed once it serves (a rerun must not drop it); someone else's serving one wins.
+        # A foreign one that does not serve counts as needed: the metrics_server role then refuses to replace it.
+        'metrics_server_needed': not served or ours,
+    }
+
+
+def metrics_api_evidence(facts):
+    if facts['metrics_api_served']:
+        seen = 'APIService v1beta1.metrics.k8s.io Available'
+    else:
+        seen = 'APIService v1beta1.metrics.k8s.io missing or not Available'
+    if facts['metrics_api_ours']:
+        return seen + ', ours (managed by unimon.stack)'
+    if facts['metrics_api_backend']:
+        return seen + ', served by %s' % facts['metrics_api_backend']
+    return seen
 
 
 def control_plane_facts(pods):
@@ -346,8 +375,7 @@ def gather(cluster, params):
                             phase=crs[0].get('status', {}).get('phase', ''))
     facts['kubevirt'] = kubevirt
 
-    apiservice = cluster.get('/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io')
-    facts['metrics_api_served'] = apiservice is not None and condition(apiservice, 'Available')
+    facts.update(metrics_api_facts(cluster.get('/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io')))
 
     crd = cluster.get('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/prometheuses.monitoring.coreos.com')
     meta = (crd or {}).get('metadata', {})
@@ -374,7 +402,6 @@ def gather(cluster, params):
                             'managed_by': labels.get('app.kubernetes.io/managed-by', '')}
     facts['namespaces'] = namespaces
     facts['kubevirt_monitoring'] = kubevirt['installed']
-    facts['metrics_server_needed'] = not facts['metrics_api_served']
     facts['prometheus_operator_crds']['action'] = crd_action(facts['prometheus_operator_crds'], params['operator_version'])
     facts['evidence'] = evidence(facts)
     return facts
@@ -434,8 +461,7 @@ def evidence(facts):
         'localhost_components': ', '.join(facts['localhost_components']) or 'nothing bound to 127.0.0.1',
         'log_format': '%d node(s): %s' % (len(facts['node_runtimes']), ', '.join(runtimes) or 'none'),
         'kubevirt_monitoring': kubevirt_text,
-        'metrics_server_needed': 'APIService v1beta1.metrics.k8s.io %s' % (
-            'Available' if facts['metrics_api_served'] else 'missing or not Available'),
+        'metrics_server_needed': metrics_api_evidence(facts),
         'prometheus_operator_crds': crds_text,
         'default_storage_class': facts['default_storage_class'] or 'no default StorageClass',
     }

@@ -7,8 +7,8 @@ any write. Every object made here is removed again; shared objects changed for a
 
 Stand-ins, and why: the KubeVirt CRD is a minimal one made here (the real CRDs come from kubevirt.io Go
 modules, which the module proxy refuses with 403); metrics.k8s.io is served by a small local HTTPS server
-behind a real APIService (no metrics-server image can run here), so the API server's own availability
-check decides whether it is Available."""
+behind a real APIService (the real metrics-server is tests/integration/test_metrics_server.py's), so the API
+server's own availability check decides whether it is Available."""
 from __future__ import annotations
 
 import json
@@ -318,9 +318,11 @@ class _MetricsAPI(BaseHTTPRequestHandler):
         pass
 
 
-def test_metrics_api_served_or_not(detect, api, core, ns, tmp_path):
-    """A real APIService; the API server reaches the local server through an ExternalName Service
-    (localhost) and marks it Available itself."""
+def test_metrics_api_served_or_not(detect, api, core, ns, lab, tmp_path):
+    """A real APIService; the API server's aggregator reaches the local server the way it reaches an extension
+    API server's pod (the lab runs it with --enable-aggregator-routing: it dials the Service's endpoints): a
+    Service without selector whose EndpointSlice names the lab host's bridge address. The API server marks
+    it Available itself; someone else's APIService that serves means metrics_server is not needed."""
     reg = client.ApiregistrationV1Api(api)
     name = "v1beta1.metrics.k8s.io"
     try:
@@ -330,26 +332,34 @@ def test_metrics_api_served_or_not(detect, api, core, ns, tmp_path):
         assert err.status == 404
     detected, _prom, run = detect()
     assert detected["metrics_api_served"] is False and detected["metrics_server_needed"] is True
+    host_ip = lab["host_ip"]  # the lab bridge's address on this machine
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k", "-out", "c",
-                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                    "-days", "1", "-subj", "/CN=metrics-stand-in", "-addext",
+                    f"subjectAltName=DNS:metrics-stand-in.{ns}.svc,IP:{host_ip}"],
                    cwd=tmp_path, check=True, capture_output=True)
-    srv = HTTPServer(("127.0.0.1", 0), _MetricsAPI)
+    srv = HTTPServer((host_ip, 0), _MetricsAPI)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(tmp_path / "c", tmp_path / "k")
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     port = srv.server_address[1]
     threading.Thread(target=srv.serve_forever, daemon=True).start()
+    discovery = client.DiscoveryV1Api(api)
     try:
         core.create_namespaced_service(ns, client.V1Service(
             metadata=client.V1ObjectMeta(name="metrics-stand-in", labels=LABELS),
-            spec=client.V1ServiceSpec(type="ExternalName", external_name="localhost",
-                                      ports=[client.V1ServicePort(name="https", port=port)])))
+            spec=client.V1ServiceSpec(ports=[client.V1ServicePort(name="https", port=443, target_port=port)])))
+        discovery.create_namespaced_endpoint_slice(ns, client.V1EndpointSlice(
+            metadata=client.V1ObjectMeta(name="metrics-stand-in", labels={
+                **LABELS, "kubernetes.io/service-name": "metrics-stand-in",
+                "endpointslice.kubernetes.io/managed-by": "preflight-test"}),
+            address_type="IPv4", ports=[client.DiscoveryV1EndpointPort(name="https", port=port, protocol="TCP")],
+            endpoints=[client.V1Endpoint(addresses=[host_ip], conditions=client.V1EndpointConditions(ready=True))]))
         reg.create_api_service(client.V1APIService(
             metadata=client.V1ObjectMeta(name=name, labels=LABELS),
             spec=client.V1APIServiceSpec(group="metrics.k8s.io", version="v1beta1", group_priority_minimum=100,
                                          version_priority=100, insecure_skip_tls_verify=True,
                                          service=client.ApiregistrationV1ServiceReference(
-                                             namespace=ns, name="metrics-stand-in", port=port))))
+                                             namespace=ns, name="metrics-stand-in", port=443))))
 
         def available():
             conds = reg.read_api_service(name).status.conditions or []
@@ -357,9 +367,14 @@ def test_metrics_api_served_or_not(detect, api, core, ns, tmp_path):
         wait_until("APIService v1beta1.metrics.k8s.io Available", available, 60, 1)
         detected, _prom, run = detect()
         assert detected["metrics_api_served"] is True and detected["metrics_server_needed"] is False
-        assert table(run)["metrics_server role"]["detected"] == "APIService v1beta1.metrics.k8s.io Available"
+        assert detected["metrics_api_ours"] is False
+        assert detected["metrics_api_backend"] == f"{ns}/metrics-stand-in"
+        assert table(run)["metrics_server role"]["detected"] == (
+            f"APIService v1beta1.metrics.k8s.io Available, served by {ns}/metrics-stand-in")
+        assert table(run)["metrics_server role"]["decided"].startswith("false")
     finally:
         _ignore_404(reg.delete_api_service, name)
+        _ignore_404(discovery.delete_namespaced_endpoint_slice, "metrics-stand-in", ns)
         _ignore_404(core.delete_namespaced_service, "metrics-stand-in", ns)
         srv.shutdown()
 

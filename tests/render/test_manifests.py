@@ -9,8 +9,8 @@ import pytest
 
 from manifests import load_all
 
-ROLES = ["prometheus_operator", "prometheus", "node_exporter", "kube_state_metrics", "alert_rules", "kubelet_auth",
-         "kubevirt_monitoring", "categraf", "logging", "grafana"]
+ROLES = ["prometheus_operator", "prometheus", "node_exporter", "kube_state_metrics", "metrics_server", "alert_rules",
+         "kubelet_auth", "kubevirt_monitoring", "categraf", "logging", "grafana"]
 # Per-role overrides so every rendered object lands in a namespace the lab has.
 NAMESPACE_VARS = {"kubevirt_monitoring": ["kubevirt_monitoring_kubevirt_namespace"]}
 FORBIDDEN = {("", "nodes/proxy"), ("", "pods/exec"), ("", "pods/attach"), ("", "*")}

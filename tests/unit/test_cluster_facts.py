@@ -84,3 +84,44 @@ def test_kube_proxy_states(cf):
 def test_crd_action(cf, theirs, ours, action):
     crds = {"present": theirs is not None, "version": theirs or ""}
     assert cf.crd_action(crds, ours) == action
+
+
+def _apiservice(available, managed_by=None, service=("kube-system", "metrics-server")):
+    obj = {"metadata": {"name": "v1beta1.metrics.k8s.io", "labels": {}},
+           "spec": {"service": {"namespace": service[0], "name": service[1], "port": 443}} if service else {},
+           "status": {"conditions": [{"type": "Available", "status": "True" if available else "False"}]}}
+    if managed_by:
+        obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] = managed_by
+    return obj
+
+
+@pytest.mark.parametrize("apiservice,served,ours,backend,evidence", [
+    (None, False, False, "", "APIService v1beta1.metrics.k8s.io missing or not Available"),
+    (_apiservice(True), True, False, "kube-system/metrics-server",
+     "APIService v1beta1.metrics.k8s.io Available, served by kube-system/metrics-server"),
+    (_apiservice(False), False, False, "kube-system/metrics-server",
+     "APIService v1beta1.metrics.k8s.io missing or not Available, served by kube-system/metrics-server"),
+    (_apiservice(True, "unimon.stack", ("unimon", "metrics-server")), True, True, "unimon/metrics-server",
+     "APIService v1beta1.metrics.k8s.io Available, ours (managed by unimon.stack)"),
+    (_apiservice(True, "Helm"), True, False, "kube-system/metrics-server",
+     "APIService v1beta1.metrics.k8s.io Available, served by kube-system/metrics-server"),
+    (_apiservice(True, service=None), True, False, "", "APIService v1beta1.metrics.k8s.io Available"),
+])
+def test_metrics_api_owner(cf, apiservice, served, ours, backend, evidence):
+    facts = cf.metrics_api_facts(apiservice)
+    assert {k: v for k, v in facts.items() if k != "metrics_server_needed"} == {
+        "metrics_api_served": served, "metrics_api_ours": ours, "metrics_api_backend": backend}
+    assert cf.metrics_api_evidence(facts) == evidence
+
+
+@pytest.mark.parametrize("apiservice,needed", [
+    (None, True),
+    # A rerun after our metrics-server became Available keeps managing it.
+    (_apiservice(True, "unimon.stack", ("unimon", "metrics-server")), True),
+    (_apiservice(False, "unimon.stack", ("unimon", "metrics-server")), True),
+    # Someone else's that serves wins; one that does not is "needed", and the role refuses to replace it.
+    (_apiservice(True), False),
+    (_apiservice(False), True),
+])
+def test_metrics_server_needed(cf, apiservice, needed):
+    assert cf.metrics_api_facts(apiservice)["metrics_server_needed"] is needed
