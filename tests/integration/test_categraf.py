@@ -227,7 +227,7 @@ def test_verify_finds_series_with_categraf_job_labels(playbook, lab, tmp_path):
                           capture_output=True, text=True, check=False)
     assert push.returncode == 0, push.stdout + push.stderr
     derived = ["node-exporter", "kube-state-metrics", "prometheus-unimon", "alertmanager-unimon", "apiserver",
-               "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kube-dns", "etcd"]
+               "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kube-dns", "etcd", "grafana"]
     args = ["-e", json.dumps({"verify_prometheus_url": lab["prometheus"], "verify_categraf": True,
                               "verify_timeout": 30, "verify_skip_jobs": derived})]
     found = playbook("verify.yml", *args)
