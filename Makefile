@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements.txt | 
 COLL_ROOT := /tmp/unimon-build-$(shell echo $(CURDIR) | sha256sum | cut -c1-8)/collections
 COLL_DIR := $(COLL_ROOT)/ansible_collections/unimon/stack
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PATH := $(abspath $(BIN)):$(PATH)
 
 # CI logs show the slowest tests of each tier: the whole of make test must stay under 90 minutes.
 PYTEST_DURATIONS ?= --durations=15
@@ -41,7 +41,7 @@ yamllint: venv
 	$(BIN)/yamllint --strict .
 
 lint: collection
-	cd $(COLL_DIR) && $(CURDIR)/$(BIN)/ansible-lint --profile production --offline -q
+	cd $(COLL_DIR) && $(abspath $(BIN))/ansible-lint --profile production --offline -q
 
 # ansible-test bootstraps pip in each sanity virtualenv with a script from a host we cannot reach;
 # give it our stand-in (tools/ansible_test_get_pip.py) and the pip wheel from PyPI.
@@ -55,7 +55,7 @@ sanity-bootstrap: venv
 
 sanity: collection sanity-bootstrap
 	# --venv: each sanity test gets its pinned tools in its own virtualenv (kept under ~/.ansible/test).
-	cd $(COLL_DIR) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+	cd $(COLL_DIR) && $(abspath $(BIN))/ansible-test sanity --venv --python 3.11 --color no
 
 unit: collection lab-build
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_DURATIONS) tests/unit
@@ -72,7 +72,7 @@ faults: collection lab-build
 
 # Acceptance as a user runs it: site.yml, again without changes, verify, uninstall (molecule/lab).
 molecule: collection lab-up
-	cd $(COLL_DIR) && $(CURDIR)/$(BIN)/molecule test -s lab
+	cd $(COLL_DIR) && $(abspath $(BIN))/molecule test -s lab
 
 # Speed, as ratios against kubectl measured in the same run (not part of make test).
 bench: collection lab-up
