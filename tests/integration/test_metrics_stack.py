@@ -58,6 +58,16 @@ def test_exporters_and_components_are_scraped(stack, api):
     assert up["node-exporter"] == 2
 
 
+def test_grafana_target_is_discovered_under_the_job_verify_expects(stack, api):
+    """verify expects job `grafana` where the grafana role installs its ServiceMonitor. Grafana does not run in
+    the lab (kwok pod), so its target is discovered but not up; the job name is what this proves."""
+    def grafana():
+        ts = [t for t in active_targets(api) if t["labels"].get("job") == "grafana"]
+        return ts or None
+    ts = wait_until("a target of job grafana", grafana, 90, 3)
+    assert all(t["labels"]["namespace"] == NS and t["scrapeUrl"].endswith(":3000/metrics") for t in ts), ts
+
+
 def test_node_exporter_series_carry_node_names(stack, api):
     def nodes():
         res = proxied(api, "/api/v1/query?query=node_uname_info")["data"]["result"]
