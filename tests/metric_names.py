@@ -1,6 +1,7 @@
 """Metric names that dashboards and rules query, taken from the expression tree a real Prometheus
 parses (GET /api/v1/parse_query, Prometheus 3.x), so names inside functions, subqueries and
-`label_values(...)` variable queries are found exactly, and label names or function names never are."""
+`label_values(...)` variable queries are found exactly, and label names or function names never are.
+Also the dashboard helpers the render tier's tests/render/test_dashboards.py uses (files, panels, $variables)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((REPO / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
 # Grafana's $variables, replaced by values that keep the expression valid PromQL.
 GRAFANA_VAR = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
-GRAFANA_BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
+# Grafana's built-in variables, and what they stand for when an expression is parsed or checked.
+GRAFANA_BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h", "__all": ".*"}
 LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(.+?)\s*,\s*\w+\s*\)\s*$", re.S)
 
 # Metrics the lab cannot produce because nothing in it is the program that exports them. Names, not
@@ -53,7 +55,8 @@ ONLY_KUBEVIRT = {
 ALLOWED = ONLY_REAL_KUBELETS | ONLY_KUBEVIRT
 
 
-def _panels(board: dict) -> list[dict]:
+def panels(board: dict) -> list[dict]:
+    """Every panel of a dashboard, those inside collapsed rows included."""
     out = []
     for panel in board["panels"]:
         out.append(panel)
@@ -61,7 +64,8 @@ def _panels(board: dict) -> list[dict]:
     return out
 
 
-def _ungrafana(expr: str) -> str:
+def ungrafana(expr: str) -> str:
+    """The expression with Grafana's $variables replaced (built-ins by their stand-ins, the rest by .*)."""
     return GRAFANA_VAR.sub(lambda m: GRAFANA_BUILTINS.get(m.group(1) or m.group(2), ".*"), expr)
 
 
@@ -70,16 +74,16 @@ def dashboard_expressions() -> dict[str, str]:
     out: dict[str, str] = {}
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
-        for panel in _panels(board):
+        for panel in panels(board):
             for target in panel.get("targets", []):
                 if "expr" in target:
-                    out[f"{path.stem}: {panel['title']} ({target['refId']})"] = _ungrafana(target["expr"])
+                    out[f"{path.stem}: {panel['title']} ({target['refId']})"] = ungrafana(target["expr"])
         for var in board["templating"]["list"]:
             query = var.get("query")
             query = query.get("query") if isinstance(query, dict) else query
             m = LABEL_VALUES.match(query or "")
             if m:
-                out[f"{path.stem}: variable ${var['name']}"] = _ungrafana(m.group(1))
+                out[f"{path.stem}: variable ${var['name']}"] = ungrafana(m.group(1))
     return out
 
 

@@ -4,7 +4,6 @@ and type-checks in the real promtool (wrapped as recording rules, Grafana's $var
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,33 +11,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from metric_names import DASHBOARDS, GRAFANA_BUILTINS, GRAFANA_VAR, panels, ungrafana
 from test_alert_rules import promtool
 
 REPO = Path(__file__).resolve().parents[2]
-BOARDS = sorted((REPO / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
-# The datasources the grafana role provisions (tests/render/test_grafana.py checks the role provides each).
 DATASOURCES = {"unimon-prometheus": "prometheus", "unimon-logs": "elasticsearch", "unimon-vm-logs": "elasticsearch"}
-# Grafana's built-in variables, and what they stand for when promtool checks an expression.
-BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h", "__all": ".*"}
-VAR = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
-
-
-def panels(board: dict) -> list[dict]:
-    out = []
-    for panel in board["panels"]:
-        out.append(panel)
-        out += panel.get("panels", [])  # collapsed rows keep their panels inside
-    return out
 
 
 def test_generator_and_committed_json_agree():
     res = subprocess.run([sys.executable, "-m", "tools.dashboards", "--check"], cwd=REPO, capture_output=True,
                          text=True, check=False)
     assert res.returncode == 0, res.stderr
-    assert len(BOARDS) >= 5
+    assert len(DASHBOARDS) >= 5
 
 
-@pytest.mark.parametrize("path", BOARDS, ids=[p.stem for p in BOARDS])
+@pytest.mark.parametrize("path", DASHBOARDS, ids=[p.stem for p in DASHBOARDS])
 def test_dashboard_is_valid_grafana_json(path):
     board = json.loads(path.read_text())
     assert isinstance(board["schemaVersion"], int) and board["schemaVersion"] >= 36
@@ -60,20 +47,20 @@ def test_dashboard_is_valid_grafana_json(path):
                 assert DATASOURCES.get(ref["uid"]) == ref["type"], f"{panel['title']}: unknown datasource {ref}"
         for target in panel.get("targets", []):
             text = target.get("expr") or target.get("query") or ""
-            for m in VAR.finditer(text):
+            for m in GRAFANA_VAR.finditer(text):
                 name = m.group(1) or m.group(2)
-                assert name in names or name in BUILTINS, f"{panel['title']}: ${name} is not a dashboard variable"
+                assert name in names or name in GRAFANA_BUILTINS, f"{panel['title']}: ${name} is not a dashboard variable"
 
 
 def test_every_promql_expression_passes_promtool(tmp_path):
     rules = []
-    for path in BOARDS:
+    for path in DASHBOARDS:
         board = json.loads(path.read_text())
         for panel in panels(board):
             for target in panel.get("targets", []):
                 if "expr" not in target:
                     continue
-                expr = VAR.sub(lambda m: BUILTINS.get(m.group(1) or m.group(2), ".*"), target["expr"])
+                expr = ungrafana(target["expr"])
                 rules.append({"record": f"dashboard:{path.stem.replace('-', '_')}:{panel['id']}_{target['refId']}",
                               "expr": expr})
     assert len(rules) > 50
