@@ -6,11 +6,11 @@ the generated CA, certificate and passwords, --check writes nothing, state=absen
 the data volume, which goes only with logging_remove_data.
 
 External mode, against the lab's real Elasticsearch: the index templates the role puts are there with our
-mappings, a rerun sends no write, --check sends none either; documents shaped exactly as our fluent.conf's
-outputs write them (logstash_format index names with our prefixes, @timestamp, kubernetes.*, message,
-vm_name) are mapped as the templates say and are found by the verify role's log-stream check
-(unimon.stack.log_flow); absent removes the templates. Fluentd itself cannot run here (see
-tests/render/test_logging.py), so the documents are indexed by the test."""
+mappings, a rerun sends no write, --check sends none either; documents with the fields real Fluentd writes
+on our fluent.conf (tests/fluentd_documents.py, which the peer tier checks against the real Fluentd:
+tests/peers/test_fluentd.py) are mapped as the templates say, de-dotted label keys included, and are found
+by the verify role's log-stream check (unimon.stack.log_flow); absent removes the templates. Fluentd itself
+runs only in the peer tier, so here the documents are indexed by the test."""
 from __future__ import annotations
 
 import base64
@@ -28,12 +28,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from fluentd_documents import container_document, vm_console_document
 from lab_fixtures import REPO, PlaybookRun
 
 NS = "unimon-logtest"
 EXT_NS = "unimon-logtest-ext"
 RUN = uuid.uuid4().hex[:6]
-PREFIXES = {"logging_index_prefix": f"lt{RUN}-kubernetes", "logging_vm_index_prefix": f"lt{RUN}-virt-launcher"}
+PREFIXES = {"logging_index_prefix": f"lt{RUN}-kubernetes", "logging_vm_index_prefix": f"lt{RUN}-virt-launcher",
+            "logging_dead_letter_index_prefix": f"lt{RUN}-dead-letter"}
 
 
 def role(*args: str, extra: dict, playbook: str = "logging_role.yml") -> PlaybookRun:
@@ -215,24 +217,10 @@ def test_rerun_sends_no_write_and_check_mode_none_either(external, lab):
 
 
 def fluentd_documents(now: datetime.datetime) -> list[tuple[str, dict]]:
-    """What our outputs write: logstash_format index <prefix>-YYYY.MM.DD (UTC), @timestamp from the event time,
-    the CRI parser's stream/logtag/message, kubernetes_metadata's kubernetes.* (labels de-dotted), vm_name."""
+    """A container line and a VM console line, in the logstash_format index <prefix>-YYYY.MM.DD (UTC)."""
     day = now.strftime("%Y.%m.%d")
-    ts = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+00:00"
-    kube = {"namespace_name": "shop", "pod_name": "web-5d8f7-x2x9q", "container_name": "nginx",
-            "container_image": "docker.io/library/nginx:1.27", "pod_id": str(uuid.uuid4()), "host": "lab-node-1",
-            "labels": {"app": "web", "pod-template-hash": "5d8f7"}, "namespace_labels": {"kubernetes_io/metadata_name": "shop"}}
-    vm = {"namespace_name": "vms", "pod_name": "virt-launcher-db-vm-x7k2p", "container_name": "guest-console-log",
-          "container_image": "quay.io/kubevirt/virt-launcher:v1.6.0", "pod_id": str(uuid.uuid4()), "host": "lab-node-2",
-          "labels": {"kubevirt_io": "virt-launcher", "vm_kubevirt_io/name": "db-vm", "kubevirt_io/created-by": str(uuid.uuid4())}}
-    return [
-        (f"{PREFIXES['logging_index_prefix']}-{day}",
-         {"stream": "stdout", "logtag": "F", "message": "10.0.0.7 - - \"GET /healthz HTTP/1.1\" 200 2", "kubernetes": kube,
-          "docker": {"container_id": "b" * 64}, "@timestamp": ts}),
-        (f"{PREFIXES['logging_vm_index_prefix']}-{day}",
-         {"stream": "stdout", "logtag": "F", "message": "[  OK  ] Reached target Multi-User System.", "kubernetes": vm,
-          "docker": {"container_id": "c" * 64}, "vm_name": "db-vm", "@timestamp": ts}),
-    ]
+    return [(f"{PREFIXES['logging_index_prefix']}-{day}", container_document(now)),
+            (f"{PREFIXES['logging_vm_index_prefix']}-{day}", vm_console_document(now))]
 
 
 def test_fluentd_shaped_documents_are_mapped_and_found_by_verify(external, lab):
@@ -247,11 +235,13 @@ def test_fluentd_shaped_documents_are_mapped_and_found_by_verify(external, lab):
     kube = mapping["kubernetes"]["properties"]
     assert kube["container_name"]["type"] == "keyword" and kube["namespace_name"]["type"] == "keyword"
     assert kube["labels"]["properties"]["vm_kubevirt_io/name"]["type"] == "keyword"
+    assert kube["annotations"]["properties"]["kubevirt_io/domain"]["type"] == "keyword"
+    assert kube["namespace_labels"]["properties"]["kubernetes_io/metadata_name"]["type"] == "keyword"
     assert es(lab, f"/{container_index}/_settings")[1][container_index]["settings"]["index"]["number_of_replicas"] == "0"
     # The word search Kibana users do works on message (text), exact filters on kubernetes.* (keyword).
     hits = es(lab, f"/{PREFIXES['logging_vm_index_prefix']}-*/_search", "POST",
               {"query": {"bool": {"must": [{"match": {"message": "multi-user"}}],
-                                  "filter": [{"term": {"vm_name": "db-vm"}}]}}})[1]["hits"]["total"]["value"]
+                                  "filter": [{"term": {"vm_name": "db.vm"}}]}}})[1]["hits"]["total"]["value"]
     assert hits == 1
 
     run = role(extra={**EXTERNAL, "verify_timeout": 30}, playbook="verify_logs.yml")

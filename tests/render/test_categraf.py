@@ -5,8 +5,9 @@ and the DaemonSet is wired to it (host network, node name as HOSTNAME, kubelet_a
 checksum annotation that changes with the configuration). The same templates serve host mode; its
 systemd unit goes through the real `systemd-analyze verify`.
 
-categraf itself is not run: it cannot be built here (flashcat.cloud/categraf and
-github.com/flashcatcloud/categraf are 403 at the Go module proxy)."""
+The pod's view of its volumes is laid out as the kubelet lays it out (tests/pod_view.py): categraf keeps
+only real directories named input.*, so each input must be one. categraf itself runs on these files in the
+peer tier (tests/peers/test_categraf.py, UNIMON_PEER_CATEGRAF)."""
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ import yaml
 
 from categraf_keys import REQUIRED, PROMETHEUS_INSTANCE, unknown_config_keys, unknown_input_keys
 from manifests import load_all
+from pod_view import lay_out
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -62,6 +64,20 @@ def daemonset_pod(objs) -> dict:
     return objs["DaemonSet/categraf"]["spec"]["template"]
 
 
+def conf_dir_as_the_pod_sees_it(objs, tmp: Path) -> Path:
+    """The --configs directory inside the container, laid out as the kubelet would; every input.* checked
+    to be what categraf takes (a real directory holding <name>.toml)."""
+    pod = daemonset_pod(objs)["spec"]
+    [arg] = [a for a in pod["containers"][0]["args"] if a.startswith("--configs=")]
+    conf = lay_out(pod, "categraf", objs, tmp) / arg.split("=", 1)[1].lstrip("/")
+    assert (conf / "config.toml").read_text() == config_of(objs)
+    for name in objs["ConfigMap/categraf-inputs"]["data"]:
+        entry = conf / f"input.{name.removesuffix('.toml')}"
+        assert entry.is_dir() and not entry.is_symlink(), f"{entry.name} is not a real directory: categraf skips it"
+        assert (entry / name).read_text() == objs["ConfigMap/categraf-inputs"]["data"][name]
+    return conf
+
+
 def test_defaults(render_cg):
     objs, out = render_cg()
     config, inputs = check_keys(objs)
@@ -78,6 +94,9 @@ def test_defaults(render_cg):
     assert instances["categraf-kube-proxy"]["urls"] == ["http://127.0.0.1:10249/metrics"]
     assert instances["categraf-kubelet"]["urls"] == ["https://${HOSTIP}:10250/metrics"]
     assert instances["categraf-cadvisor"]["urls"] == ["https://${HOSTIP}:10250/metrics/cadvisor"]
+    # kube-proxy's instance is 127.0.0.1:10249 on every node: the node label (categraf expands $HOSTNAME,
+    # the pod's spec.nodeName) tells the nodes apart, and verify counts nodes by it.
+    assert {i["labels"]["node"] for i in instances.values()} == {"$HOSTNAME"}
     for job in ("categraf-kubelet", "categraf-cadvisor"):
         i = instances[job]
         assert i["use_tls"] is True and i["insecure_skip_verify"] is False
@@ -102,10 +121,27 @@ def test_daemonset_wiring(render_cg):
     assert ctr["resources"]["requests"] and ctr["resources"]["limits"]["memory"]
     assert ctr["image"] == "docker.io/flashcatcloud/categraf:v0.4.25"
     assert "--configs=/etc/categraf/conf" in ctr["args"]
-    assert ctr["volumeMounts"] == [{"name": "conf", "mountPath": "/etc/categraf/conf", "readOnly": True}]
-    paths = sorted(i["path"] for s in spec["volumes"][0]["projected"]["sources"] for i in next(iter(s.values()))["items"])
-    assert paths == ["config.toml", "input.prometheus/prometheus.toml"]
+    assert {m["mountPath"] for m in ctr["volumeMounts"]} == {"/etc/categraf/conf", "/etc/categraf/conf/input.prometheus"}
+    assert all(m["readOnly"] for m in ctr["volumeMounts"])
     assert len(pod["metadata"]["annotations"]["unimon.io/config-checksum"]) == 64
+
+
+def test_inputs_are_real_directories_in_the_pod(render_cg, tmp_path):
+    objs = render_cg(categraf_extra_inputs=[{"plugin": "mem", "instances": [{}]}, {"plugin": "net_response", "instances": [{}]}])[0]
+    conf = conf_dir_as_the_pod_sees_it(objs, tmp_path)
+    assert sorted(p.name for p in conf.iterdir() if p.name.startswith("input.")) == [
+        "input.mem", "input.net_response", "input.prometheus"]
+
+
+def test_the_checker_sees_what_categraf_skips(tmp_path):
+    """The layout of one projected volume (inputs as items input.x/x.toml) is what categraf found no input in."""
+    objs = {"ConfigMap/c": {"data": {"config.toml": "", "prometheus.toml": "x"}}}
+    pod = {"containers": [{"name": "categraf", "volumeMounts": [{"name": "v", "mountPath": "/conf"}]}],
+           "volumes": [{"name": "v", "projected": {"sources": [{"configMap": {"name": "c", "items": [
+               {"key": "config.toml", "path": "config.toml"},
+               {"key": "prometheus.toml", "path": "input.prometheus/prometheus.toml"}]}}]}}]}
+    entry = lay_out(pod, "categraf", objs, tmp_path) / "conf" / "input.prometheus"
+    assert entry.is_symlink() and (entry / "prometheus.toml").read_text() == "x"
 
 
 def test_registry_override_and_checksum_rollout(render_cg):
@@ -122,7 +158,7 @@ def test_other_receiver_credentials_and_nightingale(render_cg):
     objs = render_cg(categraf_remote_write_url="https://vm.example:8428/api/v1/write",
                      categraf_remote_write_username="agent", categraf_remote_write_password="s3cr\"et",
                      categraf_remote_write_headers={"X-Scope-OrgID": "team-a"},
-                     categraf_remote_write_ca="/etc/ssl/vm-ca.pem",
+                     categraf_remote_write_ca_cert="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
                      categraf_nightingale_address="http://n9e.example:17000/",
                      categraf_labels={"region": "eu-1"})[0]
     assert "ConfigMap/categraf-config" not in objs, "credentials must not land in a ConfigMap"
@@ -133,12 +169,16 @@ def test_other_receiver_credentials_and_nightingale(render_cg):
     assert writer["url"] == "https://vm.example:8428/api/v1/write"
     assert (writer["basic_auth_user"], writer["basic_auth_pass"]) == ("agent", 's3cr"et')
     assert writer["headers"] == ["X-Scope-OrgID", "team-a"]
-    assert writer["use_tls"] is True and writer["tls_ca"] == "/etc/ssl/vm-ca.pem"
+    # The CA given as PEM is mounted where tls_ca points (categraf exits when the file is missing).
+    assert writer["use_tls"] is True and writer["tls_ca"] == "/etc/categraf/writer-ca/ca.crt"
+    assert objs["ConfigMap/categraf-writer-ca"]["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
+    [ctr] = daemonset_pod(objs)["spec"]["containers"]
+    assert {"name": "writer-ca", "mountPath": "/etc/categraf/writer-ca", "readOnly": True} in ctr["volumeMounts"]
     assert config["heartbeat"]["enable"] is True
     assert config["heartbeat"]["url"] == "http://n9e.example:17000/v1/n9e/heartbeat"
     assert config["global"]["labels"] == {"cluster": "unimon", "region": "eu-1"}
-    sources = daemonset_pod(objs)["spec"]["volumes"][0]["projected"]["sources"]
-    assert sources[0]["secret"]["name"] == "categraf-config"
+    [conf] = [v for v in daemonset_pod(objs)["spec"]["volumes"] if v["name"] == "conf"]
+    assert conf["secret"]["secretName"] == "categraf-config"
 
 
 def test_extra_inputs_instances_and_insecure_opt_in(render_cg):
@@ -155,9 +195,8 @@ def test_extra_inputs_instances_and_insecure_opt_in(render_cg):
     assert all(i["insecure_skip_verify"] for i in inputs["prometheus.toml"]["instances"][:2])
     assert inputs["mysql.toml"] == {"interval": 30, "instances": [
         {"address": "db:3306", "gather_slave_status": True, "labels": {"team": "db"}, "username": "m"}]}
-    paths = sorted(i["path"] for s in daemonset_pod(objs)["spec"]["volumes"][0]["projected"]["sources"]
-                   for i in next(iter(s.values()))["items"])
-    assert paths == ["config.toml", "input.mysql/mysql.toml", "input.prometheus/prometheus.toml"]
+    mounts = sorted(m["mountPath"] for m in daemonset_pod(objs)["spec"]["containers"][0]["volumeMounts"])
+    assert mounts == ["/etc/categraf/conf", "/etc/categraf/conf/input.mysql", "/etc/categraf/conf/input.prometheus"]
 
 
 def test_host_mode_config(render_cg):
