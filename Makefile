@@ -17,7 +17,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # CI logs show the slowest tests of each tier: the whole of make test must stay under 90 minutes.
 PYTEST_DURATIONS ?= --durations=15
 
-.PHONY: faults molecule lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
+.PHONY: peers faults molecule lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements.txt
@@ -31,7 +31,7 @@ collection: venv
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(COLL_DIR)
 
 # The lab tiers start from an empty lab (state from earlier runs could hide a missing step).
-test: yamllint lint sanity unit lab-reset render integration molecule faults
+test: yamllint lint sanity unit lab-reset render integration peers molecule faults
 	@echo "make test: all tiers passed"
 
 lab-reset:
@@ -65,6 +65,11 @@ render: collection lab-build
 
 integration: collection lab-build
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_DURATIONS) tests/integration
+
+# The real Fluentd and categraf on our rendered configuration; each test skips, saying why, unless
+# UNIMON_PEER_FLUENTD / UNIMON_PEER_CATEGRAF name them (docs/testing.md).
+peers: collection lab-build
+	$(BIN)/pytest -q -p no:cacheprovider -rs $(PYTEST_DURATIONS) tests/peers
 
 # Last: stops the lab's API server in the middle of a run (the lab is restarted after it).
 faults: collection lab-build

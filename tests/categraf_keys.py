@@ -3,15 +3,16 @@ struct and its `toml:"..."` tags named next to each group). test_categraf.py fai
 emits that is not listed here: categraf's TOML loader ignores unknown keys silently, so a misspelt key
 would otherwise just be a setting that never takes effect.
 
-categraf cannot be built here (its module path is 403 at the Go module proxy), so these facts were read
-from the upstream sources, not from a binary."""
+Read from the source of v0.4.25, the version the role pins (config/config.go, config/inline.go,
+pkg/tls/config.go, inputs/prometheus). The peer tier (tests/peers/test_categraf.py) runs that version on
+what the role renders."""
 from __future__ import annotations
 
 # pkg/tls/config.go ClientConfig (embedded in input instances, the heartbeat, and documented for
 # [[writers]] in conf/config.toml).
 TLS_CLIENT = {
     "use_tls", "tls_ca", "tls_cert", "tls_key", "tls_key_pwd", "insecure_skip_verify", "tls_server_name",
-    "tls_min_version", "tls_max_version", "tls_cipher_suites",
+    "tls_min_version", "tls_max_version",
 }
 
 # config/inline.go InternalConfig (labels, metrics_drop, ...) + InstanceConfig (interval_times).
@@ -22,7 +23,7 @@ PLUGIN_TOP = {"interval", "labels", "metrics_drop", "metrics_pass", "metrics_nam
 
 CONFIG_TOML = {
     # config/config.go ConfigType
-    "": {"global", "writer_opt", "writers", "logs", "traces", "http", "prometheus", "ibex", "heartbeat", "log",
+    "": {"global", "writer_opt", "writers", "logs", "http", "prometheus", "ibex", "heartbeat", "log",
          "http_provider"},
     # config/config.go Global (+ concurrency, conf/config.toml of current releases)
     "global": {"print_configs", "hostname", "omit_hostname", "labels", "precision", "interval", "providers",
@@ -74,9 +75,20 @@ def unknown_config_keys(doc: dict) -> list[str]:
     return bad
 
 
-def unknown_input_keys(doc: dict, instance_keys: set[str] | None) -> list[str]:
+# The machine inputs the role renders by default in host mode: their own keys (inputs/<name>/<name>.go), all
+# at the top of the file, since none of them has [[instances]].
+SYSTEM_INPUT_KEYS = {
+    "cpu": {"collect_per_cpu"}, "mem": {"collect_platform_fields"},
+    "disk": {"mount_points", "ignore_fs", "ignore_mount_points"}, "diskio": {"devices"},
+    "net": {"collect_protocol_stats", "interfaces", "enable_loopback_stats", "enable_link_down_stats"},
+    "netstat": {"disable_summary_stats", "disable_connection_stats", "tcp_ext", "ip_ext"},
+    "system": {"collect_user_number"}, "kernel": set(), "processes": {"force_ps", "force_proc"},
+}
+
+
+def unknown_input_keys(doc: dict, instance_keys: set[str] | None, plugin_keys: set[str] = frozenset()) -> list[str]:
     """Unknown keys of an input file; instance keys are checked only when known (input.prometheus)."""
-    bad = [k for k in doc if k not in PLUGIN_TOP]
+    bad = [k for k in doc if k not in PLUGIN_TOP | plugin_keys]
     if instance_keys is not None:
         for i, instance in enumerate(doc.get("instances", [])):
             bad += [f"instances[{i}].{k}" for k in instance if k not in instance_keys]

@@ -77,12 +77,24 @@ CASES = [
     ("categraf_extra_inputs", '[{"plugin": "prometheus", "instances": []}]', "categraf_extra_inputs"),
     ("categraf_remote_write_password", '"pw-without-user"', "categraf_remote_write_password"),
     ("categraf_kubelet_insecure_skip_verify", '"sometimes"', "categraf_kubelet_insecure_skip_verify"),
+    # categraf turns "cc$42" into "cc2" (os.Expand); only $NAME / ${NAME} are meant.
+    ("categraf_labels", '{"cost_center": "cc$42"}', "categraf_labels"),
+    # Nothing mounts an arbitrary path into the pod: categraf would exit on start.
+    ("categraf_remote_write_ca", '"/etc/ssl/vm-ca.pem"', "categraf_remote_write_ca_cert"),
+    # mem has no [[instances]]: an option given as an instance is ignored.
+    ("categraf_extra_inputs", '[{"plugin": "mem", "instances": [{"collect_platform_fields": true}]}]', "settings"),
+    ("categraf_extra_inputs", '[{"plugin": "mysql"}]', "needs at least one instance"),
+    ("categraf_system_inputs", '{"cpu": "all"}', "categraf_system_inputs"),
     ("logging_backend", '"loki"', "logging_backend"),
     ("logging_store_replicas", "2", "logging_store_replicas"),
     ("logging_store_heap", '"lots"', "logging_store_heap"),
     ("logging_external_url", '"logs.example.org:9200"', "logging_external_url"),
     ("logging_fluentd_log_format", '"syslog"', "logging_fluentd_log_format"),
     ("logging_vm_index_prefix", '"Virt Launcher"', "logging_vm_index_prefix"),
+    # kubernetes-* would also match the dead letters' indices.
+    ("logging_dead_letter_index_prefix", '"kubernetes-dead"', "logging_dead_letter_index_prefix"),
+    ("logging_fluentd_partial_timeout", '"soon"', "logging_fluentd_partial_timeout"),
+    ("logging_fluentd_metrics_port", "0", "logging_fluentd_metrics_port"),
     ("logging_ca_cert", '"not a pem"', "logging_ca_cert"),
     ("grafana_state", '"installed"', "grafana_state"),
     ("grafana_namespace", '"Bad_NS"', "grafana_namespace"),

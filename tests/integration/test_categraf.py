@@ -2,10 +2,10 @@
 DaemonSet must run as kubelet_auth's ServiceAccount, whose ClusterRoleBinding names that namespace).
 
 Real: the apiserver's server-side apply, RBAC (SubjectAccessReviews), the DaemonSet controller and scheduler
-placing a pod on every kwok node, the audit log proving --check writes nothing. Not here: categraf itself.
-It cannot be built in this sandbox (flashcat.cloud/categraf and github.com/flashcatcloud/categraf are 403 at
-the Go module proxy) and kwok only pretends the pods run, so no test scrapes with it or finds its samples
-in Prometheus; the configuration it would read is checked instead, read back from the apiserver.
+placing a pod on every kwok node, the audit log proving --check writes nothing. Not here: categraf itself,
+which runs in the peer tier (tests/peers/test_categraf.py, UNIMON_PEER_CATEGRAF: its Go module cannot be
+fetched from the module proxy, so it is built from its public source outside the repository); kwok only
+pretends the pods run. The configuration it would read is checked here, read back from the apiserver.
 
 The host-mode test places files on this machine with a local stand-in file instead of the categraf binary
 (see its docstring); it proves file placement, the unit and idempotency, not that categraf runs."""
@@ -217,20 +217,31 @@ def test_host_mode_places_files_and_removes_them(playbook, tmp_path, host_paths)
     assert subprocess.run(["id", "unimon-cg-test"], capture_output=True, check=False).returncode != 0
 
 
-def test_verify_finds_series_with_categraf_job_labels(playbook, lab, tmp_path):
-    """The verify role's categraf check against the lab's real Prometheus. categraf cannot run here, so
-    `promtool push metrics` (Prometheus' own remote-write client) stands in for it and remote-writes one
-    sample with a categraf job label; verify must find it, and must fail for a prefix nobody wrote."""
-    sample = tmp_path / "categraf.prom"
-    sample.write_text('# TYPE up gauge\nup{agent_hostname="lab-node-1"} 1\n')
-    push = subprocess.run([lab["promtool"], "push", "metrics", "--label=job=categraf-kubelet", lab["prometheus"], str(sample)],
-                          capture_output=True, text=True, check=False)
-    assert push.returncode == 0, push.stdout + push.stderr
+def test_verify_requires_up_on_every_node(playbook, lab, tmp_path):
+    """The verify role's categraf check against the lab's real Prometheus. categraf runs only in the peer
+    tier (tests/peers/test_categraf.py, which shows it writes up=0 with the job and node labels for a
+    failed scrape), so `promtool push metrics` (Prometheus' own remote-write client) writes such samples
+    here: one job up on one node, one job down. verify passes only for what is up on every node."""
+    prefix = f"cgv{os.getpid()}-"
+    for job, value in (("kubelet", 1), ("cadvisor", 0)):
+        sample = tmp_path / f"{job}.prom"
+        sample.write_text(f'# TYPE up gauge\nup{{node="lab-node-1",agent_hostname="lab-node-1"}} {value}\n')
+        push = subprocess.run([lab["promtool"], "push", "metrics", f"--label=job={prefix}{job}", lab["prometheus"], str(sample)],
+                              capture_output=True, text=True, check=False)
+        assert push.returncode == 0, push.stdout + push.stderr
     derived = ["node-exporter", "kube-state-metrics", "prometheus-unimon", "alertmanager-unimon", "apiserver",
                "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kube-dns", "etcd", "grafana"]
-    args = ["-e", json.dumps({"verify_prometheus_url": lab["prometheus"], "verify_categraf": True,
-                              "verify_timeout": 30, "verify_skip_jobs": derived})]
-    found = playbook("verify.yml", *args)
+
+    def verify(jobs, nodes=1, timeout=30):
+        return playbook("verify.yml", "-e", json.dumps({
+            "verify_prometheus_url": lab["prometheus"], "verify_categraf": True, "verify_timeout": timeout,
+            "verify_skip_jobs": derived, "verify_categraf_jobs": [prefix + j for j in jobs], "verify_categraf_nodes": nodes}))
+
+    found = verify(["kubelet"])
     assert found.rc == 0, found.out[-3000:]
-    missing = playbook("verify.yml", *args, "-e", "categraf_job_prefix=categraf-nobody-", "-e", "verify_timeout=5")
-    assert missing.rc != 0 and 'categraf-nobody-' in missing.out, missing.out[-3000:]
+    down = verify(["kubelet", "cadvisor"], timeout=5)
+    assert down.rc != 0 and f'{prefix}cadvisor' in down.out and "is below 1" in down.out, down.out[-3000:]
+    one_of_two = verify(["kubelet"], nodes=2, timeout=5)
+    assert one_of_two.rc != 0 and "is below 2" in one_of_two.out, one_of_two.out[-3000:]
+    missing = verify(["nobody"], timeout=5)
+    assert missing.rc != 0 and f"{prefix}nobody" in missing.out, missing.out[-3000:]

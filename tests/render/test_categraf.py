@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from categraf_keys import REQUIRED, PROMETHEUS_INSTANCE, unknown_config_keys, unknown_input_keys
+from categraf_keys import REQUIRED, PROMETHEUS_INSTANCE, SYSTEM_INPUT_KEYS, unknown_config_keys, unknown_input_keys
 from manifests import load_all
 from pod_view import lay_out
 
@@ -56,7 +56,9 @@ def check_keys(objs) -> tuple[dict, dict]:
         assert keys <= set(entry), f"[{table}] lacks {keys - set(entry)}"
     inputs = {k: tomllib.loads(v) for k, v in objs["ConfigMap/categraf-inputs"]["data"].items()}
     for name, doc in inputs.items():
-        assert unknown_input_keys(doc, PROMETHEUS_INSTANCE if name == "prometheus.toml" else None) == [], name
+        plugin = name.removesuffix(".toml")
+        assert unknown_input_keys(doc, PROMETHEUS_INSTANCE if plugin == "prometheus" else None,
+                                  SYSTEM_INPUT_KEYS.get(plugin, frozenset())) == [], name
     return config, inputs
 
 
@@ -200,12 +202,20 @@ def test_extra_inputs_instances_and_insecure_opt_in(render_cg):
 
 
 def test_host_mode_config(render_cg):
-    out = render_cg(categraf_mode="host")[1]
+    objs, out = render_cg(categraf_mode="host", categraf_system_inputs={"mem": {"collect_platform_fields": True}, "cpu": {}})
     config = tomllib.loads((out / "config.toml").read_text())
     assert unknown_config_keys(config) == []
     assert config["global"]["hostname"] == ""  # categraf detects the host name itself
-    prom = tomllib.loads((out / "prometheus.toml").read_text())
-    assert prom.get("instances", []) == []  # no kubelet or kube-proxy on a plain host unless asked
+    inputs = check_keys(objs)[1]
+    # No kubelet or kube-proxy on a plain host unless asked: no input.prometheus at all (categraf would skip
+    # it without a word); the machine's own inputs instead, their options at the top of the file.
+    assert sorted(inputs) == ["cpu.toml", "mem.toml"]
+    assert inputs["mem.toml"] == {"collect_platform_fields": True} and inputs["cpu.toml"] == {}
+
+
+def test_host_mode_collects_the_machine_by_default(render_cg):
+    inputs = check_keys(render_cg(categraf_mode="host")[0])[1]
+    assert sorted(inputs) == sorted(f"{p}.toml" for p in SYSTEM_INPUT_KEYS)
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
