@@ -230,7 +230,7 @@ def test_verify_requires_up_on_every_node(playbook, lab, tmp_path):
                               capture_output=True, text=True, check=False)
         assert push.returncode == 0, push.stdout + push.stderr
     derived = ["node-exporter", "kube-state-metrics", "prometheus-unimon", "alertmanager-unimon", "apiserver",
-               "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kube-dns", "etcd", "grafana"]
+               "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kube-dns", "etcd", "grafana", "fluentd"]
 
     def verify(jobs, nodes=1, timeout=30):
         return playbook("verify.yml", "-e", json.dumps({

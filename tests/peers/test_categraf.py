@@ -146,7 +146,7 @@ def test_up_is_written_for_failed_scrapes_and_verify_refuses_them(running, lab, 
     assert ok[0]["value"][1] == "1" and bad[0]["value"][1] == "0"
     assert bad[0]["metric"]["node"] == running["node"]
     derived = ["node-exporter", "kube-state-metrics", "prometheus-unimon", "alertmanager-unimon", "apiserver",
-               "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kube-dns", "etcd", "grafana"]
+               "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "kube-dns", "etcd", "grafana", "fluentd"]
     base = {"verify_prometheus_url": lab["prometheus"], "verify_categraf": True, "verify_skip_jobs": derived,
             "verify_categraf_nodes": 1, "categraf_job_prefix": PREFIX, "unimon_detected": {"kube_proxy_scrapable": False}}
     # The jobs verify derives from the categraf role's defaults: kubelet and cadvisor (no kube-proxy here).
