@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -73,6 +74,27 @@ def test_node_exporter_series_carry_node_names(stack, api):
         res = proxied(api, "/api/v1/query?query=node_uname_info")["data"]["result"]
         return {r["metric"].get("node") for r in res} or None
     assert wait_until("node_uname_info by node", nodes, 90, 3) == {"lab-node-1", "lab-node-2"}
+
+
+def test_kubevirt_labels_and_the_domain_annotation_are_exported(stack, api, core):
+    """KubeVirt's own rules read kube_node_labels{label_kubevirt_io_schedulable}; the exact VMI name of a
+    launcher pod is its kubevirt.io/domain annotation. The real kube-state-metrics, with the role's args."""
+    node = "lab-node-1"
+    core.patch_node(node, {"metadata": {"labels": {"kubevirt.io/schedulable": "true"}}})
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="virt-launcher-ksm-test-x1x2x", namespace=NS,
+                                                    annotations={"kubevirt.io/domain": "ksm.test"}),
+                       spec=client.V1PodSpec(node_name=node, containers=[client.V1Container(name="compute", image="local/x:1")]))
+    core.create_namespaced_pod(NS, pod)
+    try:
+        def series(q):
+            return proxied(api, "/api/v1/query?query=" + urllib.parse.quote(q))["data"]["result"] or None
+        assert wait_until("the schedulable node label", lambda: series(
+            f'kube_node_labels{{node="{node}",label_kubevirt_io_schedulable="true"}}'), 120, 5)
+        assert wait_until("the domain annotation", lambda: series(
+            'kube_pod_annotations{pod="virt-launcher-ksm-test-x1x2x",annotation_kubevirt_io_domain="ksm.test"}'), 120, 5)
+    finally:
+        core.delete_namespaced_pod("virt-launcher-ksm-test-x1x2x", NS, grace_period_seconds=0)
+        core.patch_node(node, {"metadata": {"labels": {"kubevirt.io/schedulable": None}}})
 
 
 def test_kubelet_endpoints_discovered_for_every_path(stack, api):
