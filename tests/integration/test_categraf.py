@@ -175,11 +175,12 @@ def host_paths(tmp_path):
 
 def test_host_mode_places_files_and_removes_them(playbook, tmp_path, host_paths):
     """Host mode on this machine. A stand-in file (a copy of /usr/bin/true), not the categraf binary, is
-    installed through categraf_host_source=file, because the release tarball cannot be downloaded and
-    categraf cannot be built here; and the service is not started (categraf_host_manage_service=false:
-    systemd is not PID 1 in this sandbox). What this proves: the binary, config.toml, input.prometheus and the
-    systemd unit land where they should with the right modes, the unit passes `systemd-analyze verify`,
-    a rerun changes nothing, and state=absent removes every file and the user."""
+    installed through categraf_host_source=file, because the release tarball cannot be downloaded (the peer
+    tier runs the real categraf on the same templates); and the service is not started
+    (categraf_host_manage_service=false: systemd is not PID 1 in this sandbox). What this proves: the binary,
+    config.toml, the machine's inputs (and no empty input.prometheus) and the systemd unit land where they
+    should with the right modes, the unit passes `systemd-analyze verify`, a rerun changes nothing, an input
+    taken out of categraf_system_inputs loses its directory, and state=absent removes every file and the user."""
     stand_in = tmp_path / "categraf-stand-in"
     shutil.copy("/usr/bin/true", stand_in)
     (tmp_path / "bin").mkdir()
@@ -201,13 +202,18 @@ def test_host_mode_places_files_and_removes_them(playbook, tmp_path, host_paths)
         assert unknown_config_keys(config) == []
         assert config["writers"][0]["url"] == "http://prometheus.example:9090/api/v1/write"
         assert stat.S_IMODE((conf / "config.toml").stat().st_mode) == 0o640
-        assert (conf / "input.prometheus" / "prometheus.toml").is_file()
+        inputs = sorted(p.name for p in conf.iterdir() if p.name.startswith("input."))
+        assert inputs == sorted(f"input.{n}" for n in ("cpu", "mem", "disk", "diskio", "net", "netstat", "system", "kernel", "processes"))
+        assert (conf / "input.mem" / "mem.toml").is_file()
         text = unit.read_text()
         assert f"ExecStart={binary} --configs={conf}" in text and "User=unimon-cg-test" in text
         verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
         assert verify.returncode == 0, verify.stderr
         again = playbook(PLAY, *args)
         assert again.rc == 0 and again.changed == 0, again.out[-3000:]
+        fewer = playbook(PLAY, *args, "-e", json.dumps({"categraf_system_inputs": {"cpu": {}}}))
+        assert fewer.rc == 0, fewer.out[-3000:]
+        assert sorted(p.name for p in conf.iterdir() if p.name.startswith("input.")) == ["input.cpu"]
     finally:
         gone = playbook(PLAY, *args, "-e", "categraf_state=absent")
         assert gone.rc == 0, gone.out[-3000:]
