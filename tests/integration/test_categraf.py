@@ -251,3 +251,8 @@ def test_verify_requires_up_on_every_node(playbook, lab, tmp_path):
     assert one_of_two.rc != 0 and "is below 2" in one_of_two.out, one_of_two.out[-3000:]
     missing = verify(["nobody"], timeout=5)
     assert missing.rc != 0 and f"{prefix}nobody" in missing.out, missing.out[-3000:]
+    # Counting the DaemonSet's nodes where there is none must fail, not pass with "at least 0".
+    nowhere = playbook("verify.yml", "-e", json.dumps({
+        "verify_prometheus_url": lab["prometheus"], "verify_categraf": True, "verify_timeout": 5, "verify_skip_jobs": derived,
+        "verify_categraf_jobs": [prefix + "kubelet"], "verify_categraf_namespace": "unimon-no-such-namespace"}))
+    assert nowhere.rc != 0 and "does not exist" in nowhere.out, nowhere.out[-3000:]
