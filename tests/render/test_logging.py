@@ -274,7 +274,7 @@ def test_daemonset_rolls_on_config_change_and_reads_only_pods_and_namespaces(ren
 
 
 def test_fluentd_metrics_are_served_and_scraped(render):
-    conf, _, objs = rendered(render)
+    conf, objs = rendered(render)[0], rendered(render)[2]
     [prom] = [s for s in conf.find("source") if s.params["@type"] == "prometheus"]
     assert prom.params["port"] == "24231"
     assert {"prometheus_monitor", "prometheus_output_monitor"} <= {s.params["@type"] for s in conf.find("source")}
@@ -283,7 +283,7 @@ def test_fluentd_metrics_are_served_and_scraped(render):
     assert port == {"name": "metrics", "containerPort": 24231, "protocol": "TCP"}
     assert by_kind["Service"]["spec"]["ports"][0]["targetPort"] == "metrics"
     assert by_kind["ServiceMonitor"]["spec"]["endpoints"][0]["port"] == "metrics"
-    conf, _, objs = rendered(render, logging_fluentd_metrics="false")
+    conf, objs = rendered(render, logging_fluentd_metrics="false")[0], rendered(render, logging_fluentd_metrics="false")[2]
     assert not [s for s in conf.find("source") if s.params["@type"].startswith("prometheus")]
     assert not [f for f in walk(conf, "filter") if f.params["@type"] == "prometheus"]
     assert {o["kind"] for o in objs} & {"Service", "ServiceMonitor"} == set()
