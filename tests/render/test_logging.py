@@ -210,7 +210,7 @@ def test_refused_records_go_to_a_dead_letter_output(render):
     conf = fluent_conf(render)
     error = label(conf, "@ERROR")
     [out] = [m for m in error.find("match") if m.params["@type"] in STORE_OUTPUTS]
-    assert out.arg == "**" and out.params["logstash_prefix"] == "unimon-dead-letter"
+    assert out.arg == "**" and out.params["logstash_prefix"] == "dead-letter"
     [keep] = [f for f in error.find("filter") if f.params["@type"] == "record_transformer"]
     assert keep.params["renew_record"] == "true" and keep.find("record")[0].params["original"] == "${record.to_json}"
     assert [f for f in error.find("filter") if f.params["@type"] == "prometheus"], "dead letters are not counted"

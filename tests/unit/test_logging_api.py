@@ -138,10 +138,11 @@ def test_elasticsearch_ilm_templates_and_kibana_data_views(server):
     rc, out, changed = run(external(url, "elasticsearch"))
     assert rc == 0, out[-3000:]
     assert changed == 2  # the task that puts store objects, the one that writes data views
-    assert len(writes(store)) == 5  # ILM policy, two templates, two data views
+    assert len(writes(store)) == 7  # ILM policy, three templates (containers, VM consoles, dead letters), three data views
     sent = {(r["method"], r["path"]): r for r in writes(store)}
     assert set(sent) == {("PUT", "/_ilm/policy/unimon-logs"), ("PUT", "/_index_template/unimon-kubernetes"),
-                         ("PUT", "/_index_template/unimon-virt-launcher"), ("POST", "/api/data_views/data_view")}
+                         ("PUT", "/_index_template/unimon-virt-launcher"), ("PUT", "/_index_template/unimon-dead-letter"),
+                         ("POST", "/api/data_views/data_view")}
     ilm = sent["PUT", "/_ilm/policy/unimon-logs"]["body"]["policy"]
     assert ilm["phases"]["delete"] == {"min_age": "7d", "actions": {"delete": {}}}
     assert ilm["_meta"]["managed_by"] == "unimon.stack"
@@ -155,7 +156,7 @@ def test_elasticsearch_ilm_templates_and_kibana_data_views(server):
         assert r["headers"]["authorization"] == "Basic " + base64.b64encode(b"elastic:admin-pw").decode()
         assert r["headers"]["content-type"] == "application/json"
     views = [r for r in writes(store) if r["path"] == "/api/data_views/data_view"]
-    assert sorted(v["body"]["data_view"]["title"] for v in views) == ["kubernetes-*", "virt-launcher-*"]
+    assert sorted(v["body"]["data_view"]["title"] for v in views) == ["dead-letter-*", "kubernetes-*", "virt-launcher-*"]
     for v in views:
         assert v["headers"]["kbn-xsrf"] == "true"
         assert v["body"]["data_view"]["timeFieldName"] == "@timestamp"
@@ -195,13 +196,14 @@ def test_opensearch_ism_with_concurrency_and_dashboards_index_patterns(server):
     assert policy["default_state"] == "hot"
     assert policy["states"][0]["transitions"] == [{"state_name": "delete", "conditions": {"min_index_age": "7d"}}]
     assert policy["states"][1]["actions"] == [{"delete": {}}]
-    assert policy["ism_template"] == [{"index_patterns": ["kubernetes-*", "virt-launcher-*"], "priority": 100}]
+    assert policy["ism_template"] == [{"index_patterns": ["kubernetes-*", "virt-launcher-*", "dead-letter-*"], "priority": 100}]
     tpl = store.objects["/_index_template/unimon-kubernetes"]
     assert "lifecycle" not in tpl["template"]["settings"]["index"]  # ISM attaches through ism_template
     patterns = [r for r in writes(store) if r["path"].startswith("/api/saved_objects/index-pattern/")]
     assert {(r["method"], r["path"]) for r in patterns} == {
         ("POST", "/api/saved_objects/index-pattern/unimon-kubernetes"),
-        ("POST", "/api/saved_objects/index-pattern/unimon-virt-launcher")}
+        ("POST", "/api/saved_objects/index-pattern/unimon-virt-launcher"),
+        ("POST", "/api/saved_objects/index-pattern/unimon-dead-letter")}
     for r in patterns:
         assert r["headers"]["osd-xsrf"] == "true"
         assert r["body"] == {"attributes": {"title": r["path"].rsplit("unimon-", 1)[1] + "-*", "timeFieldName": "@timestamp"}}
@@ -236,7 +238,7 @@ def test_installed_elasticsearch_users_are_set_once(server):
     rc, out, changed = run(extra)
     assert rc == 0, out[-3000:]
     role = store.objects["/_security/role/unimon_fluentd"]
-    assert role["indices"] == [{"names": ["kubernetes-*", "virt-launcher-*"],
+    assert role["indices"] == [{"names": ["kubernetes-*", "virt-launcher-*", "dead-letter-*"],
                                 "privileges": ["create_index", "create_doc", "index", "view_index_metadata"]}]
     assert role["cluster"] == ["monitor"]
     assert store.users["unimon-fluentd"] == "fluentd-pw" and store.users["kibana_system"] == "kibana-pw"
@@ -244,7 +246,8 @@ def test_installed_elasticsearch_users_are_set_once(server):
     assert user_put["body"]["roles"] == ["unimon_fluentd"]
     # The read-only user the grafana role's datasources use: searches and mappings on our prefixes only.
     reader = store.objects["/_security/role/unimon_reader"]
-    assert reader["indices"] == [{"names": ["kubernetes-*", "virt-launcher-*"], "privileges": ["read", "view_index_metadata"]}]
+    assert reader["indices"] == [{"names": ["kubernetes-*", "virt-launcher-*", "dead-letter-*"],
+                                  "privileges": ["read", "view_index_metadata"]}]
     assert reader["cluster"] == ["monitor"]
     assert store.users["unimon-reader"] == "reader-pw"
     assert [r for r in writes(store) if r["path"] == "/_security/user/unimon-reader"][0]["body"]["roles"] == ["unimon_reader"]
@@ -258,14 +261,15 @@ def test_installed_elasticsearch_users_are_set_once(server):
 def test_absent_deletes_what_it_put_and_then_nothing(server):
     store, url = server
     assert run(external(url, "elasticsearch"))[0] == 0
-    assert len(store.objects) == 5
+    assert len(store.objects) == 7
     rc, out, changed = run(external(url, "elasticsearch", logging_state="absent"), check=True)
-    assert rc == 0 and changed == 1 and len(store.objects) == 5, out[-3000:]
-    assert out.count("would DELETE") == 5
+    assert rc == 0 and changed == 1 and len(store.objects) == 7, out[-3000:]
+    assert out.count("would DELETE") == 7
     rc, out, changed = run(external(url, "elasticsearch", logging_state="absent"))
     assert rc == 0 and changed == 1, out[-3000:]
     assert sorted(r["path"] for r in writes(store) if r["method"] == "DELETE") == [
-        "/_ilm/policy/unimon-logs", "/_index_template/unimon-kubernetes", "/_index_template/unimon-virt-launcher",
+        "/_ilm/policy/unimon-logs", "/_index_template/unimon-dead-letter", "/_index_template/unimon-kubernetes",
+        "/_index_template/unimon-virt-launcher", "/api/data_views/data_view/unimon-dead-letter",
         "/api/data_views/data_view/unimon-kubernetes", "/api/data_views/data_view/unimon-virt-launcher"]
     assert store.objects == {}
     rc, out, changed = run(external(url, "elasticsearch", logging_state="absent"))
