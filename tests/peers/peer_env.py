@@ -7,9 +7,11 @@ import http.server
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -37,6 +39,20 @@ def in_pod_paths(cmd: list[str], binds: dict[str, Path], **popen) -> subprocess.
     script.append('exec "$@"')
     return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-ec", " && ".join(script), "peer", *cmd],
                             **popen)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> float:
+    """SIGTERM, then SIGKILL after timeout; returns the seconds it took (0 when it had already exited)."""
+    if proc.poll() is not None:
+        return 0.0
+    start = time.time()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return time.time() - start
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import urllib.parse
@@ -26,7 +25,7 @@ from kubernetes.client.rest import ApiException
 
 from lab_fixtures import REPO, wait_until
 from manifests import load_all
-from peer_env import in_pod_paths, peer_command
+from peer_env import in_pod_paths, peer_command, stop_process
 from pod_view import lay_out
 
 RUN = uuid.uuid4().hex[:6]
@@ -102,16 +101,6 @@ def start(categraf_bin, objs, tmp: Path, token: str, ca: str, node: str, api_por
     return proc, log
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def running(categraf_bin, identity, lab, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("categraf-peer")
@@ -123,7 +112,7 @@ def running(categraf_bin, identity, lab, tmp_path_factory):
     node = lab["nodes"][0]["name"]
     proc, log = start(categraf_bin, objs, tmp, identity, lab["ca"], node, api_port)
     yield {"proc": proc, "log": log, "node": node, "objs": objs}
-    stop(proc)
+    stop_process(proc, timeout=15)
 
 
 def test_inputs_are_found_and_samples_arrive(running, lab):
@@ -173,6 +162,6 @@ def test_the_symlink_layout_gives_categraf_no_inputs(categraf_bin, running, tmp_
     try:
         wait_until("categraf to report its inputs", lambda: "no inputs" in log.read_text() or "started" in log.read_text(), 30)
     finally:
-        stop(proc)
+        stop_process(proc, timeout=15)
     text = log.read_text()
     assert "no inputs" in text and not re.search(r"input: local\.prometheus started", text), text[-3000:]

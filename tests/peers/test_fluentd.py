@@ -20,9 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import signal
 import subprocess
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -33,7 +31,7 @@ from kubernetes.client.rest import ApiException
 
 from fluentd_documents import VARIABLE_MAPS, container_document, field_paths, vm_console_document
 from lab_fixtures import REPO, wait_until
-from peer_env import StoreRoot, free_port, in_pod_paths, peer_command
+from peer_env import StoreRoot, free_port, in_pod_paths, peer_command, stop_process
 
 LOG_NS = "unimon-peer-logging"
 APP_NS = "unimon-peer-apps"
@@ -157,7 +155,7 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
         yield state
     finally:
         if "proc" in state:
-            stop(state["proc"])
+            stop_process(state["proc"])
             state["store"].stop()
         playbook(PLAY, "-e", json.dumps({**ROLE, "logging_state": "absent"}))
         es(lab, f"/pf{RUN}-*", "DELETE")
@@ -182,19 +180,6 @@ def write_lines(files: dict) -> None:
     files["web"].write_text("".join(web))
     files["vm"].write_text(cri("stdout", "F", f"[  OK  ] Reached target {m}."))
     files["reject"].write_text(cri("stdout", "F", f"{m} refused by the store"))
-
-
-def stop(proc: subprocess.Popen) -> float:
-    if proc.poll() is not None:
-        return 0.0
-    start = time.time()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return time.time() - start
 
 
 def test_container_lines_arrive_with_labels_and_streams(stack, lab):
@@ -272,6 +257,6 @@ def test_fluentd_log_is_clean_and_the_metadata_watch_is_node_scoped(stack):
 
 
 def test_stops_promptly_on_sigterm(stack):
-    took = stop(stack["proc"])
+    took = stop_process(stack["proc"])
     assert took < 20, f"Fluentd took {took:.1f}s to stop on SIGTERM"
     assert stack["proc"].returncode == 0, stack["log"].read_text()[-3000:]
