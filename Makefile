@@ -17,7 +17,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # CI logs show the slowest tests of each tier: the whole of make test must stay under 90 minutes.
 PYTEST_DURATIONS ?= --durations=15
 
-.PHONY: peers faults molecule lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
+.PHONY: lab-real-up lab-real-down peers faults molecule lab-reset bench sanity-bootstrap test demo venv yamllint lint sanity unit render integration collection lab-build lab-up lab-down lab-status clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt requirements.txt
@@ -97,6 +97,14 @@ lab-up: venv lab-build
 
 lab-down:
 	lab/down.sh
+
+# Two real nodes (kubelet, containerd, runc) beside the kwok nodes; tests/integration/test_real_nodes.py
+# starts and removes them itself.
+lab-real-up: lab-up
+	python3 lab/labctl.py real-up
+
+lab-real-down:
+	python3 lab/labctl.py real-down
 
 lab-status:
 	lab/status.sh

@@ -25,7 +25,7 @@ go_wrapper() {
 build_kubernetes() {
   local v=$KUBERNETES_VERSION minor
   minor=${v#v1.}; minor=${minor%%.*}
-  local names="kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  local names="kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet"
   local all=1; for n in $names; do have "$n-$v" || all=0; done
   [ $all = 1 ] && return 0
   log "kubernetes $v"

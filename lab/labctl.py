@@ -3,7 +3,8 @@ aggregation layer, kube-controller-manager, kube-scheduler), kwok nodes backed b
 with a read-only kwok serving the kubelet's resource metrics), and real prometheus-operator,
 kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch processes. Standard library only, so it runs before any virtualenv exists.
 
-Usage: labctl.py up|down [--purge]|status|env|adopt NAMESPACE POD CONTAINER|adopt-all [NAMESPACE]|stop NAME...
+Usage: labctl.py up|down [--purge]|status|env|real-up|real-down|adopt NAMESPACE POD CONTAINER|adopt-all [NAMESPACE]|stop NAME...
+real-up starts the two real nodes (kubelet, containerd, runc; lab/realnode.py), real-down removes them.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ CLIENTS = {
     "observer": "/O=system:masters/CN=unimon-lab-observer",
     # Read-only (RBAC below): the kwok instances that stand in for the kubelets' /metrics/resource.
     "kwok-metrics": "/CN=unimon-lab-kwok-metrics",
+    # The API server's client for the real kubelets (logs, exec, port-forward): lab/realnode.py binds it.
+    "apiserver-kubelet-client": "/CN=unimon-lab-apiserver-kubelet-client",
 }
 
 # Addresses: a host bridge owns 10.250.0.1/16; node netns get 10.250.0.1x; non-hostNetwork pod IPs
@@ -346,6 +349,11 @@ def start_control_plane() -> None:
         "--proxy-client-key-file", str(PKI / "front-proxy-client.key"),
         # No kube-proxy here: Service IPs route nowhere, so the aggregator dials the endpoints' pod IPs.
         "--enable-aggregator-routing=true",
+        # The real nodes' kubelets (lab/realnode.py): verified against the lab CA, reached at their InternalIP.
+        "--kubelet-client-certificate", str(PKI / "apiserver-kubelet-client.crt"),
+        "--kubelet-client-key", str(PKI / "apiserver-kubelet-client.key"),
+        "--kubelet-certificate-authority", str(PKI / "ca.crt"),
+        "--kubelet-preferred-address-types=InternalIP",
     ])
     wait_for(f"kube-apiserver {k8s}", lambda: up_url(API + "/readyz"), 180)
     start("kube-controller-manager", [
@@ -679,6 +687,8 @@ def cmd_up() -> int:
 
 def cmd_down(purge: bool) -> int:
     import adopt  # pylint: disable=import-outside-toplevel
+    import realnode  # pylint: disable=import-outside-toplevel
+    realnode.down(delete_nodes=False)  # before stop_all: its cgroups, mounts and namespaces go too
     stop_all()
     netns_down()
     adopt.cleanup_dirs()
@@ -696,6 +706,11 @@ def cmd_status() -> int:
         print(f"{name:32} {'up' if ok else 'DOWN'}")
     for f in sorted(PIDS.glob("adopted-*.pid")) if PIDS.exists() else []:
         print(f"{f.stem:32} {'up' if pid_of(f.stem) else 'DOWN'}")
+    if PIDS.exists() and any(PIDS.glob("kubelet-*.pid")):
+        import realnode  # pylint: disable=import-outside-toplevel
+        for name, ready, mib in realnode.status():
+            bad += not ready
+            print(f"{'real node ' + name:32} {'Ready' if ready else 'NOT READY'}  {mib} MiB (kubelet, containerd, pods)")
     print(f"KUBECONFIG={KUBECONFIG}")
     return 1 if bad else 0
 
@@ -736,7 +751,8 @@ def cmd_stop(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"stop": lambda: cmd_stop(argv[1:]), "up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env,
+    import realnode  # pylint: disable=import-outside-toplevel
+    commands = {"real-up": realnode.up, "real-down": realnode.down, "stop": lambda: cmd_stop(argv[1:]), "up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env,
                 "adopt": lambda: cmd_adopt(argv[1:]), "adopt-all": lambda: cmd_adopt_all(argv[1:])}
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)

@@ -12,9 +12,9 @@ concat, parser-cri, dedot_filter and prometheus; docs/testing.md says how to get
   labels; a pod shaped as KubeVirt's virt-launcher with the kubevirt.io/domain annotation; a pod whose
   label the store refuses).
 
-The log lines are written by the test in the CRI log format the kubelet documents ("<time> <stream> <P|F>
-<text>"): the lab's nodes run no container runtime yet. Everything Fluentd talks to is real, but for
-`GET /` of the store (see peer_env.StoreRoot)."""
+The log lines are written by the test with tests/cri_log.py, whose format, 16 KiB chunking and file names
+tests/integration/test_real_nodes.py checks against the files the real runtime writes on the lab's real
+nodes. Everything Fluentd talks to is real, but for `GET /` of the store (see peer_env.StoreRoot)."""
 from __future__ import annotations
 
 import datetime
@@ -29,6 +29,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from cri_log import CHUNK, container_log_name, cri_line, cri_lines
 from fluentd_documents import VARIABLE_MAPS, container_document, field_paths, vm_console_document
 from lab_fixtures import REPO, wait_until
 from peer_env import StoreRoot, free_port, in_pod_paths, peer_command, stop_process
@@ -42,7 +43,8 @@ ROLE = {"logging_namespace": LOG_NS, "logging_ui": False, "logging_fluentd_servi
 PLAY = str(REPO / "tests" / "integration" / "logging_role.yml")
 METRICS_PORT = 24231
 ES_VERSION = re.search(r"^ELASTICSEARCH_VERSION=(\S+)", (REPO / "lab" / "versions.env").read_text(), re.M).group(1)
-LONG = "x" * 40000  # the runtime splits lines longer than 16 KiB into parts
+# Longer than 16 KiB: the runtime writes them in chunks (P, P, F and P, F).
+LONG_OUT, LONG_ERR = "o" * 40000, "e" * 20000
 
 
 def es(lab, path, method="GET", body=None):
@@ -60,11 +62,6 @@ def docs(lab, prefix: str, marker: str) -> list[dict]:
     es(lab, f"/{prefix}-*/_refresh", "POST")
     status, body = es(lab, f"/{prefix}-*/_search", "POST", {"size": 100, "query": {"match_phrase": {"message": marker}}})
     return [h["_source"] for h in body.get("hits", {}).get("hits", [])] if status == 200 else []
-
-
-def cri(stream: str, tag: str, text: str) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
-    return f"{now}000Z {stream} {tag} {text}\n"
 
 
 def pod(name: str, container: str, node: str, labels: dict, annotations: dict | None = None) -> client.V1Pod:
@@ -130,7 +127,7 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
         files = {}
         for key, p in pods.items():
             c = p.spec.containers[0].name
-            files[key] = varlog / "containers" / f"{p.metadata.name}_{APP_NS}_{c}-{uuid.uuid4().hex * 2}.log"
+            files[key] = varlog / "containers" / container_log_name(p.metadata.name, APP_NS, c, uuid.uuid4().hex * 2)
 
         # The store's root is not served yet: Fluentd must tail at once anyway and lose nothing.
         store = StoreRoot(lab["elasticsearch"], ES_VERSION, port=free_port())
@@ -167,35 +164,37 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
                 pass
 
 
+def dangling_text() -> str:
+    return (f"peer-{RUN} dangling " + "d" * CHUNK)[:CHUNK]
+
+
 def write_lines(files: dict) -> None:
     m = f"peer-{RUN}"
-    web = [cri("stdout", "F", f"{m} hello"), cri("stderr", "F", f"{m} oops"),
-           # Interleaved partial lines on both streams, as a runtime writes a container's two pipes.
-           cri("stdout", "P", f"{m} out-a1 "), cri("stderr", "P", f"{m} err-b1 "), cri("stdout", "P", "out-a2 "),
-           cri("stderr", "F", "err-b2"), cri("stdout", "F", "out-a3"),
-           cri("stdout", "P", f"{m} long {LONG[:16000]}"), cri("stdout", "P", LONG[16000:32000]),
-           cri("stdout", "F", LONG[32000:]),
-           # A partial line whose end never comes (the container died mid-line).
-           cri("stderr", "P", f"{m} dangling")]
+    out = cri_lines("stdout", f"{m} long-out {LONG_OUT}").splitlines(keepends=True)
+    err = cri_lines("stderr", f"{m} long-err {LONG_ERR}").splitlines(keepends=True)
+    web = [cri_line("stdout", "F", f"{m} hello"), cri_line("stderr", "F", f"{m} oops"),
+           # The chunks of both streams interleaved, as the runtime writes a container's two pipes.
+           out[0], err[0], out[1], err[1], out[2],
+           # The first chunk of a line whose end never comes (the container died mid-line).
+           cri_line("stderr", "P", dangling_text())]
     files["web"].write_text("".join(web))
-    files["vm"].write_text(cri("stdout", "F", f"[  OK  ] Reached target {m}."))
-    files["reject"].write_text(cri("stdout", "F", f"{m} refused by the store"))
+    files["vm"].write_text(cri_line("stdout", "F", f"[  OK  ] Reached target {m}."))
+    files["reject"].write_text(cri_line("stdout", "F", f"{m} refused by the store"))
 
 
 def test_container_lines_arrive_with_labels_and_streams(stack, lab):
     prefix = PREFIXES["logging_index_prefix"]
     m = f"peer-{RUN}"
-    whole = {f"{m} hello", f"{m} oops", f"{m} out-a1 out-a2 out-a3", f"{m} err-b1 err-b2", f"{m} long {LONG}"}
+    whole = {f"{m} hello", f"{m} oops", f"{m} long-out {LONG_OUT}", f"{m} long-err {LONG_ERR}"}
     found = wait_until("the container lines in the store",
                        lambda: whole <= {d["message"] for d in docs(lab, prefix, m)} and docs(lab, prefix, m), 90)
     by_message = {d["message"]: d for d in found}
-    assert set(by_message) - {f"{m} dangling"} == whole, sorted(k[:60] for k in by_message)
+    assert set(by_message) - {dangling_text()} == whole, sorted(k[:60] for k in by_message)
     assert len(found) == len(by_message), "a line arrived twice"
     assert by_message[f"{m} hello"]["stream"] == "stdout" and by_message[f"{m} oops"]["stream"] == "stderr"
-    # Parts joined per stream, not across stdout and stderr.
-    assert by_message[f"{m} out-a1 out-a2 out-a3"]["stream"] == "stdout"
-    assert by_message[f"{m} err-b1 err-b2"]["stream"] == "stderr"
-    assert by_message[f"{m} long {LONG}"]["stream"] == "stdout"
+    # Chunks joined per stream, not across stdout and stderr.
+    assert by_message[f"{m} long-out {LONG_OUT}"]["stream"] == "stdout"
+    assert by_message[f"{m} long-err {LONG_ERR}"]["stream"] == "stderr"
     kube = by_message[f"{m} hello"]["kubernetes"]
     assert kube["pod_name"] == f"web-{RUN}" and kube["namespace_name"] == APP_NS and kube["container_name"] == "app"
     assert kube["host"] == stack["node"]
@@ -205,7 +204,7 @@ def test_container_lines_arrive_with_labels_and_streams(stack, lab):
 def test_an_unended_partial_line_is_shipped_after_the_timeout(stack, lab):
     m = f"peer-{RUN} dangling"
     [doc] = wait_until("the dangling partial line", lambda: docs(lab, PREFIXES["logging_index_prefix"], m), 60)
-    assert doc["message"] == m and doc["stream"] == "stderr" and doc["kubernetes"]["pod_name"] == f"web-{RUN}"
+    assert doc["message"] == dangling_text() and doc["stream"] == "stderr" and doc["kubernetes"]["pod_name"] == f"web-{RUN}"
 
 
 def test_vm_console_lines_carry_the_exact_vmi_name(stack, lab):
