@@ -340,7 +340,7 @@ def down(delete_nodes: bool = True) -> int:
         # Shims left by containerd: their parent is gone; their command line names this node's socket.
         for proc in Path("/proc").glob("[0-9]*"):
             try:
-                if str(RUN / name) in (proc / "cmdline").read_text():
+                if (proc / "comm").read_text().startswith("containerd-shim") and str(RUN / name) in (proc / "cmdline").read_text():
                     os.kill(int(proc.name), 9)
             except OSError:
                 pass

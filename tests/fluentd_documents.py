@@ -17,7 +17,8 @@ def container_document(now: datetime.datetime) -> dict:
         "stream": "stdout", "message": '10.0.0.7 - - "GET /healthz HTTP/1.1" 200 2', "time": _cri_time(now),
         "docker": {"container_id": "b" * 64},
         "kubernetes": {
-            "container_name": "nginx", "container_image": "docker.io/library/nginx:1.27", "namespace_name": "shop",
+            "container_name": "nginx", "container_image": "docker.io/library/nginx:1.27",
+            "container_image_id": "docker.io/library/nginx@sha256:" + "d" * 64, "namespace_name": "shop",
             "pod_name": "web-5d8f7-x2x9q",
             "pod_id": str(uuid.uuid4()), "pod_ip": "10.250.128.7", "host": "lab-node-1",
             "labels": {"app": "web", "app_kubernetes_io/name": "web"},
@@ -35,6 +36,7 @@ def vm_console_document(now: datetime.datetime) -> dict:
         "docker": {"container_id": "c" * 64},
         "kubernetes": {
             "container_name": "guest-console-log", "container_image": "quay.io/kubevirt/virt-launcher:v1.6.0",
+            "container_image_id": "quay.io/kubevirt/virt-launcher@sha256:" + "e" * 64,
             "namespace_name": "vms", "pod_name": "virt-launcher-db-vm-x7k2p",
             "pod_id": str(uuid.uuid4()), "pod_ip": "10.250.128.8", "host": "lab-node-2",
             "labels": {"kubevirt_io": "virt-launcher", "vm_kubevirt_io/name": "db",

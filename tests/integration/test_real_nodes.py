@@ -4,8 +4,7 @@ names (tests/cri_log.py, used by the peer tier's Fluentd), the kubelet's volume 
 used by the peer tier's categraf), the kubelet's metrics endpoints behind the kubelet_auth role's ClusterRole,
 and the node_exporter role's DaemonSet running from a locally built image.
 
-The nodes are started for this module and removed after it (they carry the taint unimon.io/real-node, and
-only this module's pods tolerate it, plus DaemonSets that tolerate everything)."""
+The nodes are started for this module and removed after it (tests/real_nodes.py)."""
 from __future__ import annotations
 
 import json
@@ -21,16 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from cri_log import CHUNK, LINE, container_log_name, cri_line, cri_lines
+import real_nodes
+from cri_log import CHUNK, LINE, cri_line, cri_lines
 from lab_fixtures import wait_until
 from manifests import load_all
 from pod_view import lay_out
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "lab-real"
-TOLERATE = [{"key": "unimon.io/real-node", "operator": "Exists"}]
 LONG_OUT, LONG_ERR = "o" * (2 * CHUNK + 1000), "e" * (CHUNK + 5)
 # Both long lines are written at once, so their chunks interleave in the file (what concat's
 # stream_identity_key is for); a line of exactly CHUNK bytes stays one F chunk.
@@ -40,10 +38,6 @@ WRITER = f"""echo first out; echo first err >&2
 wait
 head -c {CHUNK} /dev/zero | tr '\\0' x; echo
 echo last out; exec sleep 3600"""
-
-
-def labctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "lab" / "labctl.py"), *args], capture_output=True, text=True, check=False)
 
 
 def render(role: str, tmp: Path, **extra) -> list[dict]:
@@ -58,32 +52,14 @@ def render(role: str, tmp: Path, **extra) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def real(lab, core):
-    up = labctl("real-up")
-    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    env = json.loads(labctl("env").stdout)
-    wait_until(f"namespace {NS} left by an earlier run to go", lambda: NS not in names(core), 120)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-    yield {"nodes": ["lab-real-1", "lab-real-2"], "state": Path(env["state"]) / "real"}
-    # While the kubelets still run: they stop the pods, so the namespace can finish.
-    core.delete_namespace(NS)
-    wait_until(f"namespace {NS} to be deleted", lambda: NS not in names(core), 120)
-    down = labctl("real-down")
-    assert down.returncode == 0, down.stdout[-2000:] + down.stderr[-2000:]
-
-
-def names(core) -> set[str]:
-    return {n.metadata.name for n in core.list_namespace().items}
+    state = real_nodes.start(core, NS)
+    yield {"nodes": real_nodes.NODES, "state": state}
+    real_nodes.stop(core, NS)
 
 
 def run_pod(core, name: str, node: str, script: str, volumes=None, mounts=None) -> client.V1Pod:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
-           "spec": {"nodeName": node, "tolerations": TOLERATE, "terminationGracePeriodSeconds": 1,
-                    "volumes": volumes or [],
-                    "containers": [{"name": "main", "image": "lab.local/busybox:v1", "imagePullPolicy": "Never",
-                                    "command": ["/bin/sh", "-c", script], "volumeMounts": mounts or []}]}}
-    core.create_namespaced_pod(NS, pod)
-    return wait_until(f"pod {name} running on {node}", lambda: (
-        p := core.read_namespaced_pod(name, NS)).status.phase == "Running" and p.status.container_statuses[0].ready and p, 60)
+    real_nodes.busybox_pod(core, NS, name, node, script, volumes=volumes, mounts=mounts)
+    return real_nodes.running(core, NS, name)
 
 
 def test_nodes_are_real_ready_and_tainted(real, core):
@@ -98,12 +74,9 @@ def test_nodes_are_real_ready_and_tainted(real, core):
 @pytest.fixture(scope="module")
 def writer(real, core):
     pod = run_pod(core, "writer", real["nodes"][0], WRITER)
-    varlog = real["state"] / real["nodes"][0] / "varlog"
-    cid = pod.status.container_statuses[0].container_id.split("://", 1)[1]
-    link = varlog / "containers" / container_log_name("writer", NS, "main", cid)
-    wait_until("the writer's last line in its log file", lambda: link.is_symlink() and "last out" in
-               (varlog / Path(str(link.readlink())).relative_to("/var/log")).read_text(), 30)
-    return {"link": link, "file": varlog / Path(str(link.readlink())).relative_to("/var/log"), "uid": pod.metadata.uid}
+    link, file = real_nodes.log_file(real["state"] / real["nodes"][0] / "varlog", pod)
+    wait_until("the writer's last line in its log file", lambda: "last out" in file.read_text(), 30)
+    return {"link": link, "file": file, "uid": pod.metadata.uid}
 
 
 def test_log_files_are_where_and_named_as_the_stand_ins_assume(writer):

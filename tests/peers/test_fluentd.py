@@ -5,21 +5,22 @@ concat, parser-cri, dedot_filter and prometheus; docs/testing.md says how to get
 - runs the logging role against the lab (external mode, its own namespace and index prefixes), so the
   templates are in the lab's real Elasticsearch and Fluentd's ServiceAccount, RBAC and ConfigMap in the real
   API server, and takes fluent.conf and the DaemonSet's environment back from the API server;
-- starts Fluentd in a mount namespace that shows it what its pod sees: /var/log from the test, the
+- starts Fluentd in a mount namespace that shows it what its pod sees: /var/log of the real node, the
   ServiceAccount token (a real TokenRequest for the role's ServiceAccount) at /var/run/secrets/..., the API
   server through KUBERNETES_SERVICE_HOST/PORT, and the store at LOGGING_STORE_URL;
-- writes container log files of pods that exist in the API server (a pod with app and app.kubernetes.io
-  labels; a pod shaped as KubeVirt's virt-launcher with the kubevirt.io/domain annotation; a pod whose
-  label the store refuses).
+- runs pods that print known lines (a pod with app and app.kubernetes.io labels; a pod shaped as KubeVirt's
+  virt-launcher with the kubevirt.io/domain annotation; a pod whose label the store refuses).
 
-The log lines are written by the test with tests/cri_log.py, whose format, 16 KiB chunking and file names
-tests/integration/test_real_nodes.py checks against the files the real runtime writes on the lab's real
-nodes. Everything Fluentd talks to is real, but for `GET /` of the store (see peer_env.StoreRoot)."""
+The pods run on one of the lab's real nodes (tests/real_nodes.py): their log files, with the 16 KiB chunks of
+long lines and both streams interleaved, are written by the real containerd and linked by the real kubelet,
+and Fluentd sees that node's /var/log. Everything Fluentd talks to is real, but for `GET /` of the store
+(see peer_env.StoreRoot)."""
 from __future__ import annotations
 
 import datetime
 import json
 import re
+import shutil
 import subprocess
 import urllib.request
 import uuid
@@ -29,7 +30,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from cri_log import CHUNK, container_log_name, cri_line, cri_lines
+import real_nodes
+from cri_log import CHUNK
 from fluentd_documents import VARIABLE_MAPS, container_document, field_paths, vm_console_document
 from lab_fixtures import REPO, wait_until
 from peer_env import StoreRoot, free_port, in_pod_paths, peer_command, stop_process
@@ -64,10 +66,22 @@ def docs(lab, prefix: str, marker: str) -> list[dict]:
     return [h["_source"] for h in body.get("hits", {}).get("hits", [])] if status == 200 else []
 
 
-def pod(name: str, container: str, node: str, labels: dict, annotations: dict | None = None) -> client.V1Pod:
-    return client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name, namespace=APP_NS, labels=labels, annotations=annotations),
-        spec=client.V1PodSpec(node_name=node, containers=[client.V1Container(name=container, image="local/peer:1")]))
+def scripts() -> dict[str, str]:
+    """What each real pod prints: the runtime writes the files, chunks and all."""
+    m = f"peer-{RUN}"
+    fill = lambda n, c: f"head -c {n} /dev/zero | tr '\\0' {c}"
+    return {
+        # Both long lines at once, so the runtime interleaves the chunks of the two streams; then, on stderr, a
+        # line whose end never comes (the container stops mid-line: only its full 16 KiB chunk is written).
+        "web": f"""echo '{m} hello'; echo '{m} oops' >&2
+( printf '%s' '{m} long-out '; {fill(len(LONG_OUT), 'o')}; echo ) &
+( printf '%s' '{m} long-err '; {fill(len(LONG_ERR), 'e')}; echo ) >&2 &
+wait
+( printf '%s' '{m} dangling '; {fill(2 * CHUNK, 'd')} ) >&2
+exec sleep 3600""",
+        "vm": f"echo '[  OK  ] Reached target {m}.'; exec sleep 3600",
+        "reject": f"echo '{m} refused by the store'; exec sleep 3600",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +96,7 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
     state: dict = {}
     try:
         assert run.rc == 0, run.out[-4000:]
-        node = lab["nodes"][0]["name"]
+        node = real_nodes.NODES[0]
         tmp = tmp_path_factory.mktemp("fluentd-peer")
         cm = core.read_namespaced_config_map("fluentd-config", LOG_NS)
         conf = tmp / "fluent.conf"
@@ -90,20 +104,19 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
         ds = client.AppsV1Api(api).read_namespaced_daemon_set("fluentd", LOG_NS)
         env_names = [e.name for e in ds.spec.template.spec.containers[0].env]
 
-        try:
-            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=APP_NS)))
-        except ApiException as err:
-            if err.status != 409:
-                raise
+        state["real"] = real_nodes.start(core, APP_NS)
+        varlog = state["real"] / node / "varlog"
+        shutil.rmtree(varlog / "unimon-fluentd", ignore_errors=True)  # pos files and buffers of an earlier run
         pods = {
-            "web": pod(f"web-{RUN}", "app", node, {"app": "web", "app.kubernetes.io/name": "web", "app.kubernetes.io/part-of": "peer"}),
-            "vm": pod(f"virt-launcher-db-vm-{RUN[:5]}", "guest-console-log", node,
-                      {"kubevirt.io": "virt-launcher", "vm.kubevirt.io/name": "db", "kubevirt.io/created-by": str(uuid.uuid4())},
-                      {"kubevirt.io/domain": "db.vm"}),
-            "reject": pod(f"reject-{RUN}", "app", node, {"unimon-peer/reject": "not-a-number"}),
+            "web": (f"web-{RUN}", "app", {"app": "web", "app.kubernetes.io/name": "web", "app.kubernetes.io/part-of": "peer"}, {}),
+            "vm": (f"virt-launcher-db-vm-{RUN[:5]}", "guest-console-log",
+                   {"kubevirt.io": "virt-launcher", "vm.kubevirt.io/name": "db", "kubevirt.io/created-by": str(uuid.uuid4())},
+                   {"kubevirt.io/domain": "db.vm"}),
+            "reject": (f"reject-{RUN}", "app", {"unimon-peer/reject": "not-a-number"}, {}),
         }
-        for p in pods.values():
-            core.create_namespaced_pod(APP_NS, p)
+        for key, (name, container, labels, annotations) in pods.items():
+            real_nodes.busybox_pod(core, APP_NS, name, node, scripts()[key], container=container, labels=labels,
+                                   annotations=annotations)
 
         # A template above ours for this run's container indices maps one label as a number: the store then
         # refuses the records of the "reject" pod, as it refused every dotted label before de-dotting.
@@ -114,8 +127,6 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
         ours.pop("_meta", None)
         assert es(lab, f"/_index_template/peer-reject-{RUN}", "PUT", ours)[0] == 200
 
-        varlog = tmp / "varlog"
-        (varlog / "containers").mkdir(parents=True)
         sa = tmp / "serviceaccount"
         sa.mkdir()
         token = core.create_namespaced_service_account_token(
@@ -123,11 +134,8 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
         (sa / "token").write_text(token.status.token)
         (sa / "ca.crt").write_text(Path(lab["ca"]).read_text())
         (sa / "namespace").write_text(LOG_NS)
-
-        files = {}
-        for key, p in pods.items():
-            c = p.spec.containers[0].name
-            files[key] = varlog / "containers" / container_log_name(p.metadata.name, APP_NS, c, uuid.uuid4().hex * 2)
+        files = {key: real_nodes.log_file(varlog, real_nodes.running(core, APP_NS, name))[0]
+                 for key, (name, *_rest) in pods.items()}
 
         # The store's root is not served yet: Fluentd must tail at once anyway and lose nothing.
         store = StoreRoot(lab["elasticsearch"], ES_VERSION, port=free_port())
@@ -144,7 +152,6 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
         state.update(proc=proc, log=log, store=store, files=files, pods=pods, varlog=varlog, node=node)
         wait_until("Fluentd to start", lambda: "fluentd worker is now running" in log.read_text() or proc.poll() is not None, 60)
         assert proc.poll() is None, log.read_text()[-4000:]
-        write_lines(files)
         wait_until("Fluentd to tail the files before the store answers",
                    lambda: all(str(f.name) in (varlog / "unimon-fluentd" / "containers.pos").read_text()
                                for k, f in files.items() if k != "vm"), 60)
@@ -157,29 +164,16 @@ def stack(fluentd_cmd, lab, api, core, playbook, tmp_path_factory):
         playbook(PLAY, "-e", json.dumps({**ROLE, "logging_state": "absent"}))
         es(lab, f"/pf{RUN}-*", "DELETE")
         es(lab, f"/_index_template/peer-reject-{RUN}", "DELETE")
-        for name in (APP_NS, LOG_NS):
-            try:
-                core.delete_namespace(name)
-            except ApiException:
-                pass
+        try:
+            core.delete_namespace(LOG_NS)
+        except ApiException:
+            pass
+        if "real" in state:
+            real_nodes.stop(core, APP_NS)
 
 
 def dangling_text() -> str:
     return (f"peer-{RUN} dangling " + "d" * CHUNK)[:CHUNK]
-
-
-def write_lines(files: dict) -> None:
-    m = f"peer-{RUN}"
-    out = cri_lines("stdout", f"{m} long-out {LONG_OUT}").splitlines(keepends=True)
-    err = cri_lines("stderr", f"{m} long-err {LONG_ERR}").splitlines(keepends=True)
-    web = [cri_line("stdout", "F", f"{m} hello"), cri_line("stderr", "F", f"{m} oops"),
-           # The chunks of both streams interleaved, as the runtime writes a container's two pipes.
-           out[0], err[0], out[1], err[1], out[2],
-           # The first chunk of a line whose end never comes (the container died mid-line).
-           cri_line("stderr", "P", dangling_text())]
-    files["web"].write_text("".join(web))
-    files["vm"].write_text(cri_line("stdout", "F", f"[  OK  ] Reached target {m}."))
-    files["reject"].write_text(cri_line("stdout", "F", f"{m} refused by the store"))
 
 
 def test_container_lines_arrive_with_labels_and_streams(stack, lab):
