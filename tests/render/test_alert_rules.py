@@ -123,10 +123,14 @@ def test_every_alert_has_a_promtool_case(rules):
 def test_kubelet_alerts_only_where_the_kubelet_is_scraped(render):
     scraped = rendered_alerts(render("alert_rules"))
     assert KUBELET_METRIC_ALERTS <= scraped
-    unscraped = rendered_alerts(render("alert_rules", prometheus_scrape_kubelet="false"))
+    out = render("alert_rules", prometheus_scrape_kubelet="false")
+    unscraped = rendered_alerts(out)
     assert not KUBELET_METRIC_ALERTS & unscraped
-    # Alerts from kube-state-metrics stay.
-    assert {"KubePersistentVolumeErrors", "KubeNodeNotReady", "KubeletTooManyPods"} <= unscraped
+    # Alerts from kube-state-metrics stay; container rules read categraf's cAdvisor series instead.
+    assert {"KubePersistentVolumeErrors", "KubeNodeNotReady", "KubeletTooManyPods", "CPUThrottlingHigh"} <= unscraped
+    exprs = [r["expr"] for obj in load_all(out / "prometheusrules.yaml") for g in obj["spec"]["groups"] for r in g["rules"]]
+    assert any('container_cpu_usage_seconds_total{job="categraf-cadvisor", container' in e for e in exprs)
+    assert not any("/metrics/cadvisor" in e for e in exprs)
 
 
 def test_selectors_come_from_variables(render):
