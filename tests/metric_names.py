@@ -52,7 +52,16 @@ ONLY_KUBEVIRT = {
     "kubevirt_vmi_storage_write_traffic_bytes_total", "kubevirt_vmi_vcpu_delay_seconds_total",
     "kubevirt_vmi_vcpu_seconds_total", "kubevirt_vmi_vcpu_wait_seconds_total", "kubevirt_vm_info",
 }
-ALLOWED = ONLY_REAL_KUBELETS | ONLY_KUBEVIRT
+# Kubelet /metrics series that exist only under conditions the lab may not meet: volume statistics only for
+# a mounted filesystem PVC, the certificate managers' TTLs only with client certificate rotation or
+# serverTLSBootstrap, the PLEG and pod start histograms only on real (not kwok) kubelets.
+ONLY_KUBELET_CONDITIONS = {
+    "kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes", "kubelet_volume_stats_inodes",
+    "kubelet_volume_stats_inodes_free", "kubelet_certificate_manager_client_ttl_seconds",
+    "kubelet_certificate_manager_server_ttl_seconds", "kubelet_pleg_relist_duration_seconds_bucket",
+    "kubelet_pod_start_sli_duration_seconds_bucket",
+}
+ALLOWED = ONLY_REAL_KUBELETS | ONLY_KUBEVIRT | ONLY_KUBELET_CONDITIONS
 
 
 def panels(board: dict) -> list[dict]:

@@ -53,6 +53,8 @@ CASES = [
     ("alert_rules_cpu_throttling_ratio", "-0.1", "alert_rules_cpu_throttling_ratio"),
     ("alert_rules_runbook_base_url", '"docs/alerts.md"', "alert_rules_runbook_base_url"),
     ("alert_rules_extra_labels", '{"team name": "x"}', "alert_rules_extra_labels"),
+    ("alert_rules_kubelet_selector", '"{job=\\"kubelet\\"}"', "alert_rules_kubelet_selector"),
+    ("alert_rules_certificate_critical_days", "9", "alert_rules_certificate_critical_days"),
     ("kubelet_auth_token_duration", "60", "kubelet_auth_token_duration"),
     ("kubelet_auth_token_file", '"relative/token"', "kubelet_auth_token_file"),
     ("kubelet_auth_allow_nodes_proxy", '"maybe"', "kubelet_auth_allow_nodes_proxy"),

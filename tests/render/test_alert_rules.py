@@ -73,3 +73,68 @@ def test_thresholds_come_from_variables(render):
     out = render("alert_rules", alert_rules_memory_limit_ratio="0.75")
     text = (out / "prometheusrules.yaml").read_text()
     assert 'resource=\\"memory\\"}) > 0.75' in text
+
+
+# kube-prometheus alert names whose intent these rules cover, so routes and silences written for it match.
+KUBE_PROMETHEUS_NAMES = {
+    "Watchdog", "TargetDown", "CPUThrottlingHigh",
+    "KubePodCrashLooping", "KubePodNotReady", "KubeDeploymentGenerationMismatch", "KubeDeploymentReplicasMismatch",
+    "KubeDeploymentRolloutStuck", "KubeStatefulSetReplicasMismatch", "KubeStatefulSetGenerationMismatch",
+    "KubeStatefulSetUpdateNotRolledOut", "KubeDaemonSetRolloutStuck", "KubeDaemonSetNotScheduled",
+    "KubeDaemonSetMisScheduled", "KubeContainerWaiting", "KubeJobNotCompleted", "KubeJobFailed",
+    "KubeHpaReplicasMismatch", "KubeHpaMaxedOut", "KubePdbNotEnoughHealthyPods",
+    "KubePersistentVolumeFillingUp", "KubePersistentVolumeInodesFillingUp", "KubePersistentVolumeErrors",
+    "KubeCPUOvercommit", "KubeMemoryOvercommit", "KubeCPUQuotaOvercommit", "KubeMemoryQuotaOvercommit",
+    "KubeQuotaAlmostFull", "KubeQuotaFullyUsed", "KubeQuotaExceeded",
+    "KubeNodeNotReady", "KubeNodeUnreachable", "KubeletTooManyPods", "KubeNodeReadinessFlapping", "KubeNodePressure",
+    "KubeletPlegDurationHigh", "KubeletPodStartUpLatencyHigh", "KubeletClientCertificateExpiration",
+    "KubeletServerCertificateExpiration", "KubeletDown",
+}
+# Needs the kubelet's own /metrics (job kubelet): not installed where the kubelet is not scraped.
+KUBELET_METRIC_ALERTS = {
+    "KubePersistentVolumeFillingUp", "KubePersistentVolumeInodesFillingUp", "KubeletPlegDurationHigh",
+    "KubeletPodStartUpLatencyHigh", "KubeletClientCertificateExpiration", "KubeletServerCertificateExpiration",
+    "KubeletDown",
+}
+
+
+def rendered_alerts(out: Path) -> set[str]:
+    return {r["alert"] for obj in load_all(out / "prometheusrules.yaml") for g in obj["spec"]["groups"]
+            for r in g["rules"] if "alert" in r}
+
+
+def test_kube_prometheus_names_are_used(rules):
+    missing = KUBE_PROMETHEUS_NAMES - set(alerts(rules))
+    assert not missing, f"kube-prometheus intents without their alert name: {sorted(missing)}"
+    # The names these replaced are gone (one name per intent).
+    assert not {"ContainerCPUThrottlingHigh", "PodCrashLooping", "KubeDaemonSetNotReady"} & set(alerts(rules))
+
+
+def test_every_alert_has_a_promtool_case(rules):
+    cases = yaml.safe_load((HERE / "alert_rules.test.yml").read_text())["tests"]
+    tested = {t["alertname"] for case in cases for t in case["alert_rule_test"] if t.get("exp_alerts")}
+    untested = set(alerts(rules)) - tested - {"ContainerOOMKilled", "PodRestartingOften", "PodNetworkErrors",
+                                              "PodDiskIOHigh", "NodeCPUHigh", "NodeMemoryHigh",
+                                              "NodeMemoryExhaustionPredicted", "NodeFilesystemAlmostFull",
+                                              "TargetDown", "KubeAPIServerErrorsHigh", "KubeAPIServerLatencyHigh"}
+    assert not untested, f"alerts no promtool case sees firing: {sorted(untested)}"
+
+
+def test_kubelet_alerts_only_where_the_kubelet_is_scraped(render):
+    scraped = rendered_alerts(render("alert_rules"))
+    assert KUBELET_METRIC_ALERTS <= scraped
+    out = render("alert_rules", prometheus_scrape_kubelet="false")
+    unscraped = rendered_alerts(out)
+    assert not KUBELET_METRIC_ALERTS & unscraped
+    # Alerts from kube-state-metrics stay; container rules read categraf's cAdvisor series instead.
+    assert {"KubePersistentVolumeErrors", "KubeNodeNotReady", "KubeletTooManyPods", "CPUThrottlingHigh"} <= unscraped
+    exprs = [r["expr"] for obj in load_all(out / "prometheusrules.yaml") for g in obj["spec"]["groups"] for r in g["rules"]]
+    assert any('container_cpu_usage_seconds_total{job="categraf-cadvisor", container' in e for e in exprs)
+    assert not any("/metrics/cadvisor" in e for e in exprs)
+
+
+def test_selectors_come_from_variables(render):
+    out = render("alert_rules", alert_rules_kube_state_metrics_selector='job="ksm"')
+    text = (out / "prometheusrules.yaml").read_text()
+    assert 'kube_deployment_spec_replicas{job=\\"ksm\\"}' in text
+    assert "@ksm" not in text and "@kubelet" not in text
