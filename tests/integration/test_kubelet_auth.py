@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 NS = "unimon"
 SA = "unimon-kubelet-scraper"
+ROLE_PLAY = str(Path(__file__).parent / "playbooks" / "kubelet_auth.yml")
 
 
 def allowed(api, verb, resource, subresource=None, namespace=None) -> bool:
@@ -63,15 +65,15 @@ def test_rerun_keeps_the_token_and_changes_nothing(installed, playbook, token_fi
     assert token_file.read_text() == before
 
 
-def test_nodes_proxy_only_by_opt_in_with_a_warning(installed, playbook, api):
-    run = playbook("site.yml", "-e", "kubelet_auth_allow_nodes_proxy=true")
+def test_nodes_proxy_only_by_opt_in_with_a_warning(installed, playbook, api, token_file):
+    run = playbook(ROLE_PLAY, "-e", "kubelet_auth_allow_nodes_proxy=true", "-e", f"kubelet_auth_token_file={token_file}")
     try:
         assert run.rc == 0, run.out[-3000:]
         assert "allows exec into every" in run.out
         assert allowed(api, "get", "nodes", "proxy") is True
     finally:
-        back = playbook("site.yml")
-        assert back.rc == 0
+        back = playbook(ROLE_PLAY, "-e", f"kubelet_auth_token_file={token_file}")
+        assert back.rc == 0, back.out[-3000:]
     assert allowed(api, "get", "nodes", "proxy") is False
 
 
