@@ -51,6 +51,7 @@ _value:
   elements: str
 """
 
+import math
 import re
 from fractions import Fraction
 
@@ -76,7 +77,7 @@ def parse_quantity(value):
     if isinstance(value, int):
         return Fraction(value)
     if isinstance(value, float):
-        return Fraction(repr(value)) if value == value and value not in (float('inf'), float('-inf')) else None
+        return Fraction(repr(value)) if math.isfinite(value) else None
     if not isinstance(value, str):
         return None
     match = QUANTITY.match(value.strip())
