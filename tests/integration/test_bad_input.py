@@ -148,3 +148,24 @@ def test_bad_value_fails_before_any_write(playbook, audit, var, value, needle):
     assert "Check every role's input before any role writes" in run.out
     assert "Install the unimon monitoring stack" not in run.out, "failed only after the install play started"
     assert audit.writes() == [], f"{var}={value} wrote before failing"
+
+
+VERIFY_CASES = [
+    # playbooks/verify.yml alone: (variable, value as JSON, text the failure must contain)
+    ("verify_expect", '[{"jobb": "x", "min_up": "many"}]', "verify_expect[0]"),
+    ("verify_expect", '[{"job": "x", "all_up": "yes"}]', "verify_expect[0]"),
+    ("verify_expect", '[{"job": "x", "min_up": 1}, {"job": "y", "min_up": 1.5}]', "verify_expect[1]"),
+    ("verify_log_max_age", "0", "verify_log_max_age"),
+    ("verify_categraf_nodes", "-1", "verify_categraf_nodes"),
+    ("unimon_namespace", '"Unimon"', "unimon_namespace"),
+]
+
+
+@pytest.mark.parametrize("var,value,needle", VERIFY_CASES, ids=[f"{c[0]}={c[1]}" for c in VERIFY_CASES])
+def test_verify_playbook_checks_before_contacting_the_cluster(playbook, var, value, needle):
+    run = playbook("verify.yml", "-e", json.dumps({var: json.loads(value)}))
+    assert run.rc != 0, f"{var}={value} was accepted"
+    assert needle in run.out, run.out[-2000:]
+    assert "Traceback" not in run.out
+    # preflight's first task that reads the cluster never started
+    assert "Learn what the cluster exposes and review" not in run.out, "failed only after contacting the cluster"
