@@ -106,6 +106,38 @@ CASES = [
     ("grafana_admin_password", '"short"', "grafana_admin_password"),
     ("grafana_logs_password", '"pw-without-user"', "grafana_logs_username"),
     ("grafana_settings", '{"server": "root_url"}', "grafana_settings"),
+    # Every *_resources: known keys, Kubernetes quantities, limit >= request (one shared filter, k8s_resources_problems).
+    ("prometheus_operator_resources", '{"requests": {"cpu": "lots"}}', "prometheus_operator_resources.requests.cpu"),
+    ("prometheus_operator_resources", '{"requests": {"memory": "512Mi"}, "limits": {"memory": "256Mi"}}',
+     "prometheus_operator_resources.limits.memory"),
+    ("prometheus_resources", '{"request": {"cpu": "1"}}', "prometheus_resources has the unknown key 'request'"),
+    ("prometheus_resources", '{"limits": {"gpu": 1}}', "prometheus_resources.limits has the unknown resource 'gpu'"),
+    ("node_exporter_resources", '{"limits": {"memory": "512m"}}', "node_exporter_resources.limits.memory"),
+    ("node_exporter_resources", '{"requests": {"cpu": "-100m"}}', "node_exporter_resources.requests.cpu"),
+    ("kube_state_metrics_resources", '{"limits": {"memory": "2GB"}}', "kube_state_metrics_resources.limits.memory"),
+    ("metrics_server_resources", '{"requests": {"cpu": "1"}, "limits": {"cpu": "500m"}}', "metrics_server_resources.limits.cpu"),
+    ("categraf_resources", '{"requests": {"ephemeral-storage": "lots"}}', "categraf_resources.requests.ephemeral-storage"),
+    ("grafana_resources", '{"requests": "1Gi"}', "grafana_resources.requests must be a mapping"),
+    ("logging_store_resources", '{"requests": {"memory": "4Gi"}, "limits": {"memory": "2Gi"}}', "logging_store_resources.limits.memory"),
+    ("logging_fluentd_resources", '{"limits": {"cpu": "much"}}', "logging_fluentd_resources.limits.cpu"),
+    ("logging_ui_resources", '{"limits": {"memory": true}}', "logging_ui_resources.limits.memory"),
+    # Elasticsearch's advice: the heap at most half of the container's memory (default 1g of 2Gi).
+    ("logging_store_heap", '"8g"', "logging_store_heap (8g) must be at most half of logging_store_resources.limits.memory"),
+    ("logging_store_heap", '"1100m"', "logging_store_heap (1100m) must be at most half"),
+    ("logging_store_resources", '{"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}}',
+     "logging_store_heap (1g) must be at most half of logging_store_resources.limits.memory (1Gi)"),
+    # Shared settings are named as the user set them, not as the role variables derived from them.
+    ("unimon_namespace", '"Unimon"', "unimon_namespace"),
+    ("unimon_pod_security_level", '"bogus"', "unimon_pod_security_level"),
+    # verify's input, checked in the validation play, long before verify runs.
+    ("verify_expect", '[{"jobb": "x", "min_up": "many"}]', "verify_expect"),
+    ("verify_expect", '[{"job": "x", "min_up": -1}]', "verify_expect"),
+    ("verify_expect", '[{"job": "", "all_up": true}]', "verify_expect"),
+    ("verify_expect", '[{"job": "x"}]', "verify_expect"),
+    ("verify_expect", '["node-exporter"]', "verify_expect"),
+    ("verify_timeout", "0", "verify_timeout"),
+    ("verify_prometheus_url", '"prometheus:9090"', "verify_prometheus_url"),
+    ("verify_skip_log_streams", '["containers", "vms"]', "verify_skip_log_streams"),
 ]
 
 
@@ -118,3 +150,24 @@ def test_bad_value_fails_before_any_write(playbook, audit, var, value, needle):
     assert "Check every role's input before any role writes" in run.out
     assert "Install the unimon monitoring stack" not in run.out, "failed only after the install play started"
     assert audit.writes() == [], f"{var}={value} wrote before failing"
+
+
+VERIFY_CASES = [
+    # playbooks/verify.yml alone: (variable, value as JSON, text the failure must contain)
+    ("verify_expect", '[{"jobb": "x", "min_up": "many"}]', "verify_expect[0]"),
+    ("verify_expect", '[{"job": "x", "all_up": "yes"}]', "verify_expect[0]"),
+    ("verify_expect", '[{"job": "x", "min_up": 1}, {"job": "y", "min_up": 1.5}]', "verify_expect[1]"),
+    ("verify_log_max_age", "0", "verify_log_max_age"),
+    ("verify_categraf_nodes", "-1", "verify_categraf_nodes"),
+    ("unimon_namespace", '"Unimon"', "unimon_namespace"),
+]
+
+
+@pytest.mark.parametrize("var,value,needle", VERIFY_CASES, ids=[f"{c[0]}={c[1]}" for c in VERIFY_CASES])
+def test_verify_playbook_checks_before_contacting_the_cluster(playbook, var, value, needle):
+    run = playbook("verify.yml", "-e", json.dumps({var: json.loads(value)}))
+    assert run.rc != 0, f"{var}={value} was accepted"
+    assert needle in run.out, run.out[-2000:]
+    assert "Traceback" not in run.out
+    # preflight's first task that reads the cluster never started
+    assert "Learn what the cluster exposes and review" not in run.out, "failed only after contacting the cluster"
