@@ -752,7 +752,8 @@ def cmd_stop(args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     import realnode  # pylint: disable=import-outside-toplevel
-    commands = {"real-up": realnode.up, "real-down": realnode.down, "stop": lambda: cmd_stop(argv[1:]), "up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env,
+    commands = {"real-up": realnode.up, "real-down": realnode.down,
+                "stop": lambda: cmd_stop(argv[1:]), "up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env,
                 "adopt": lambda: cmd_adopt(argv[1:]), "adopt-all": lambda: cmd_adopt_all(argv[1:])}
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)

@@ -41,8 +41,8 @@ def images() -> dict[str, dict]:
     bb = Path("/bin/busybox")
     out = {
         PAUSE_REF: {"files": {"/bin/busybox": bb}, "entrypoint": ["/bin/busybox", "sleep", "2147483647"]},
-        BUSYBOX_REF: {"files": {"/bin/busybox": bb}, "links": {f"/bin/{n}": "busybox" for n in
-                                                                ("sh", "echo", "printf", "head", "tr", "sleep", "cat", "ls", "yes", "dd")},
+        BUSYBOX_REF: {"files": {"/bin/busybox": bb},
+                      "links": {f"/bin/{n}": "busybox" for n in ("sh", "echo", "printf", "head", "tr", "sleep", "cat", "ls", "yes", "dd")},
                       "entrypoint": ["/bin/sh"]},
     }
     for ref, name, key in [
@@ -127,7 +127,7 @@ def cgroups_down(node: str) -> None:
                 except OSError:
                     pass
         for cg in [*subs, d]:
-            for _ in range(20):
+            for _attempt in range(20):
                 try:
                     cg.rmdir()
                     break
@@ -258,7 +258,7 @@ def node_up(idx: int, name: str, ns: str, ip: str, cidr: str, tars: dict[str, Pa
     (d / "containerd.toml").write_text(CONTAINERD_CONFIG.format(
         root=d / "containerd", state=run_dir / "state", sock=sock, pause=PAUSE_REF, cni=d / "cni/net.d"))
     lab.start(f"containerd-{name}", in_node(name, ns, ["containerd", "--config", str(d / "containerd.toml")]))
-    lab.wait_for(f"containerd on {name}", lambda: sock.exists(), 30)
+    lab.wait_for(f"containerd on {name}", sock.exists, 30)
     ctr = ["ctr", "-a", str(sock), "-n", "k8s.io"]
     have = lab.run(*ctr, "images", "ls", "-q", check=False).stdout.split()
     for ref, tar in tars.items():
@@ -286,6 +286,11 @@ def node_ready(name: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
 
 
+def tail(log_name: str, lines: int = 15) -> str:
+    path = lab.LOGS / log_name
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
 def wait_ready(name: str, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -294,7 +299,6 @@ def wait_ready(name: str, timeout: float = 60) -> None:
         if not lab.pid_of(f"kubelet-{name}"):
             break
         time.sleep(0.5)
-    tail = lambda f: "\n".join((lab.LOGS / f).read_text(errors="replace").splitlines()[-15:]) if (lab.LOGS / f).exists() else ""
     sys.exit(f"lab: real node {name} is not Ready after {timeout:.0f}s.\n--- kubelet (last lines of "
              f"{lab.LOGS}/kubelet-{name}.log)\n{tail(f'kubelet-{name}.log')}\n--- containerd\n"
              f"{tail(f'containerd-{name}.log')}")
@@ -326,9 +330,9 @@ def up() -> int:
     rbac()
     for idx, (name, ns, ip, cidr) in enumerate(REAL_NODES, 1):
         node_up(idx, name, ns, ip, cidr, tars)
-    for name, *_ in REAL_NODES:
+    for name, *_rest in REAL_NODES:
         wait_ready(name)
-    log(f"real nodes Ready in {time.time() - t0:.1f}s: {', '.join(n for n, *_ in REAL_NODES)}")
+    log(f"real nodes Ready in {time.time() - t0:.1f}s: {', '.join(n for n, *_rest in REAL_NODES)}")
     return 0
 
 
@@ -364,7 +368,7 @@ def down(delete_nodes: bool = True) -> int:
 def status() -> list[tuple[str, bool, int]]:
     """(node, Ready, resident memory in MiB of its kubelet, containerd and containers)."""
     out = []
-    for name, *_ in REAL_NODES:
+    for name, *_rest in REAL_NODES:
         rss = 0
         pids = [lab.pid_of(f"kubelet-{name}"), lab.pid_of(f"containerd-{name}")]
         for d in cgroup_dirs(name):

@@ -70,7 +70,7 @@ def log_file(varlog: Path, pod: client.V1Pod) -> tuple[Path, Path]:
     """(the /var/log/containers link, the file it points to) of the pod's first container, seen from the host."""
     from cri_log import container_log_name  # pylint: disable=import-outside-toplevel
     status = pod.status.container_statuses[0]
-    link = varlog / "containers" / container_log_name(pod.metadata.name, pod.metadata.namespace, status.name,
-                                                       status.container_id.split("://", 1)[1])
+    cid = status.container_id.split("://", 1)[1]
+    link = varlog / "containers" / container_log_name(pod.metadata.name, pod.metadata.namespace, status.name, cid)
     wait_until(f"the log link of {pod.metadata.name}", link.is_symlink, 30)
     return link, varlog / Path(str(link.readlink())).relative_to("/var/log")

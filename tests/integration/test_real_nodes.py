@@ -157,8 +157,9 @@ def scraper_token(real, api, core, tmp_path_factory) -> str:
         "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": NS}]})
     for sa in ("scraper", "nobody"):
         core.create_namespaced_service_account(NS, {"metadata": {"name": sa}})
-    tok = lambda sa: core.create_namespaced_service_account_token(sa, NS, client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))).status.token
+    def tok(sa: str) -> str:
+        return core.create_namespaced_service_account_token(sa, NS, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))).status.token
     yield {"scraper": tok("scraper"), "nobody": tok("nobody")}
     rbac.delete_cluster_role_binding(name)
     rbac.delete_cluster_role(name)
@@ -191,8 +192,8 @@ def test_cadvisor_series_carry_pod_namespace_and_container(lab, writer, scraper_
     group by these labels."""
     def series():
         body = kubelet_get(lab, "/metrics/cadvisor", scraper_token["scraper"])[1]
-        return [line for line in body.splitlines() if line.startswith(("container_cpu_usage_seconds_total{",
-                                                                          "container_memory_working_set_bytes{"))
+        names = ("container_cpu_usage_seconds_total{", "container_memory_working_set_bytes{")
+        return [line for line in body.splitlines() if line.startswith(names)
                 and f'namespace="{NS}"' in line and 'pod="writer"' in line and 'container="main"' in line]
     found = wait_until("cAdvisor series of the writer pod", lambda: len({s.split("{")[0] for s in series()}) == 2 and series(), 60)
     assert found

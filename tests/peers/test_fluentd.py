@@ -69,7 +69,9 @@ def docs(lab, prefix: str, marker: str) -> list[dict]:
 def scripts() -> dict[str, str]:
     """What each real pod prints: the runtime writes the files, chunks and all."""
     m = f"peer-{RUN}"
-    fill = lambda n, c: f"head -c {n} /dev/zero | tr '\\0' {c}"
+
+    def fill(count: int, char: str) -> str:
+        return f"head -c {count} /dev/zero | tr '\\0' {char}"
     return {
         # Both long lines at once, so the runtime interleaves the chunks of the two streams; then, on stderr, a
         # line whose end never comes (the container stops mid-line: only its full 16 KiB chunk is written).
