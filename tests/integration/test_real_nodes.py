@@ -157,6 +157,7 @@ def scraper_token(real, api, core, tmp_path_factory) -> str:
         "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": NS}]})
     for sa in ("scraper", "nobody"):
         core.create_namespaced_service_account(NS, {"metadata": {"name": sa}})
+
     def tok(sa: str) -> str:
         return core.create_namespaced_service_account_token(sa, NS, client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))).status.token

@@ -72,6 +72,7 @@ def scripts() -> dict[str, str]:
 
     def fill(count: int, char: str) -> str:
         return f"head -c {count} /dev/zero | tr '\\0' {char}"
+
     return {
         # Both long lines at once, so the runtime interleaves the chunks of the two streams; then, on stderr, a
         # line whose end never comes (the container stops mid-line: only its full 16 KiB chunk is written).
