@@ -390,6 +390,24 @@ def resource_metrics_annotation(node: str) -> dict:
     return {"metrics.k8s.io/resource-metrics-path": RESOURCE_METRICS_PATH.format(node=node)}
 
 
+def create_once(url: str, body: dict, attempts: int = 5) -> None:
+    """POST that survives a slow first write of a freshly started etcd (seen: the API server's handler timed
+    out on the first Node on a busy 2-core machine): retried, and 409 means an earlier try got through."""
+    for attempt in range(1, attempts + 1):
+        try:
+            http(url, "POST", body, timeout=30)
+            return
+        except urllib.error.HTTPError as err:
+            if err.code == 409:
+                return
+            if err.code < 500 or attempt == attempts:
+                raise
+        except (TimeoutError, urllib.error.URLError):
+            if attempt == attempts:
+                raise
+        time.sleep(2)
+
+
 def ensure_nodes() -> None:
     for name, _ns, ip in NODES:
         try:
@@ -402,7 +420,7 @@ def ensure_nodes() -> None:
         except urllib.error.HTTPError as err:
             if err.code != 404:
                 raise
-        http(f"{API}/api/v1/nodes", "POST", {
+        create_once(f"{API}/api/v1/nodes", {
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name,
                          "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
@@ -506,12 +524,7 @@ KWOK_METRICS_RBAC = [
 
 def start_kwok_metrics() -> None:
     for obj in KWOK_METRICS_RBAC:
-        plural = obj["kind"].lower() + "s"
-        try:
-            http(f"{API}/apis/rbac.authorization.k8s.io/v1/{plural}", "POST", obj)
-        except urllib.error.HTTPError as err:
-            if err.code != 409:
-                raise
+        create_once(f"{API}/apis/rbac.authorization.k8s.io/v1/{obj['kind'].lower()}s", obj)
     cfg = STATE / "kwok-metrics.yaml"
     cfg.write_text(KWOK_METRICS_CONFIG)
     for name, ns, ip in NODES:

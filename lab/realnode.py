@@ -310,11 +310,7 @@ def rbac() -> None:
            "metadata": {"name": "unimon-lab-apiserver-kubelet-client"},
            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kubelet-api-admin"},
            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUBELET_CLIENT}]}
-    try:
-        lab.http(f"{lab.API}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", "POST", obj)
-    except lab.urllib.error.HTTPError as err:
-        if err.code != 409:
-            raise
+    lab.create_once(f"{lab.API}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", obj)
 
 
 def up() -> int:
