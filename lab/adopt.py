@@ -118,14 +118,7 @@ def _netns_for(ip: str) -> str:
     name = "unimon-a" + hashlib.sha1(ip.encode()).hexdigest()[:6]
     if name in lab.run("ip", "netns", "list", check=False).stdout.split():
         return name
-    host, peer = "ua" + name[-6:] + "h", "ua" + name[-6:] + "n"
-    lab.run("ip", "netns", "add", name)
-    lab.run("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
-    lab.run("ip", "link", "set", peer, "netns", name)
-    lab.run("ip", "link", "set", host, "master", lab.BRIDGE, "up")
-    lab.run("ip", "-n", name, "addr", "add", f"{ip}/16", "dev", peer)
-    lab.run("ip", "-n", name, "link", "set", peer, "up")
-    lab.run("ip", "-n", name, "link", "set", "lo", "up")
+    lab.join_bridge(name, ip, "ua" + name[-6:] + "h", "ua" + name[-6:] + "n", default_route=False)
     # Take the address out of the pods netns' refuse-everything range, and reach it on the bridge.
     lab.run("ip", "-n", lab.PODS_NS, "route", "replace", f"{ip}/32", "dev", "unimon-v%dn" % len(lab.NODES))
     lab.run("ip", "route", "replace", f"{ip}/32", "dev", lab.BRIDGE)

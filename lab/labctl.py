@@ -266,6 +266,19 @@ def stop_all() -> None:
 
 
 # ---------------------------------------------------------------- network namespaces
+def join_bridge(ns: str, ip: str, host_end: str, ns_end: str, default_route: bool = True) -> None:
+    """A new network namespace on the lab bridge: a veth pair, the address on the inner end, lo up."""
+    run("ip", "netns", "add", ns)
+    run("ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+    run("ip", "link", "set", ns_end, "netns", ns)
+    run("ip", "link", "set", host_end, "master", BRIDGE, "up")
+    run("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", ns_end)
+    run("ip", "-n", ns, "link", "set", ns_end, "up")
+    run("ip", "-n", ns, "link", "set", "lo", "up")
+    if default_route:
+        run("ip", "-n", ns, "route", "add", "default", "via", HOST_IP)
+
+
 def netns_up() -> None:
     if run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
         return
@@ -274,15 +287,7 @@ def netns_up() -> None:
     run("ip", "link", "set", BRIDGE, "up")
     hosts = [(ns, ip) for _name, ns, ip in NODES] + [(PODS_NS, PODS_NS_IP)]
     for i, (ns, ip) in enumerate(hosts):
-        h, n = f"unimon-v{i}h", f"unimon-v{i}n"
-        run("ip", "netns", "add", ns)
-        run("ip", "link", "add", h, "type", "veth", "peer", "name", n)
-        run("ip", "link", "set", n, "netns", ns)
-        run("ip", "link", "set", h, "master", BRIDGE, "up")
-        run("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", n)
-        run("ip", "-n", ns, "link", "set", n, "up")
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-        run("ip", "-n", ns, "route", "add", "default", "via", HOST_IP)
+        join_bridge(ns, ip, f"unimon-v{i}h", f"unimon-v{i}n")
     # Every fake pod IP is local inside the pods netns: scrapes of fake pods are refused at once.
     # In table main, so an adopted pod's /32 route (see adopt) takes its address out of the range.
     run("ip", "-n", PODS_NS, "route", "add", "local", POD_CIDR, "dev", "lo", "table", "main")

@@ -137,15 +137,7 @@ def cgroups_down(node: str) -> None:
 
 def net_up(idx: int, name: str, ns: str, ip: str, cidr: str) -> None:
     if lab.run("ip", "netns", "pids", ns, check=False).returncode != 0:
-        h, n = f"unimon-r{idx}h", f"unimon-r{idx}n"
-        lab.run("ip", "netns", "add", ns)
-        lab.run("ip", "link", "add", h, "type", "veth", "peer", "name", n)
-        lab.run("ip", "link", "set", n, "netns", ns)
-        lab.run("ip", "link", "set", h, "master", lab.BRIDGE, "up")
-        lab.run("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", n)
-        lab.run("ip", "-n", ns, "link", "set", n, "up")
-        lab.run("ip", "-n", ns, "link", "set", "lo", "up")
-        lab.run("ip", "-n", ns, "route", "add", "default", "via", lab.HOST_IP)
+        lab.join_bridge(ns, ip, f"unimon-r{idx}h", f"unimon-r{idx}n")
         # Forwarding inside the node's own namespace only: the machine's setting is left alone.
         lab.run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         # Service IPs route nowhere (no kube-proxy): in-cluster clients reach the API server through this.
