@@ -141,7 +141,6 @@ class Endpoint(object):
             raise EndpointError('%s answered %s with something that is not JSON (%r...): is this the right endpoint?'
                                 % (self.describe, path, body[:80]))
 
-
     def call(self, method, path, body=None, expect=(200,), headers=None, timeout=None):
         """One request with a JSON body; returns (status, parsed answer or None) when the status is one of
         expect, raises EndpointError (with .status) otherwise. headers replace the endpoint's own."""

@@ -20,7 +20,7 @@ description:
   - Users are written when they do not authenticate with their password, or (native users) when their roles or
     metadata differ. Reserved users such as C(kibana_system) only get their password set.
   - OpenSearch ISM policies are updated with C(if_seq_no) and C(if_primary_term) from the GET (optimistic
-    concurrency): a policy someone changed in between is refused by the store and the module fails, saying so.
+    concurrency); a policy someone changed in between is refused by the store and the module fails, saying so.
   - With O(state=absent) the listed policies, templates, roles, users and data views are deleted where they exist.
   - Reads are retried for O(wait_timeout) seconds while the store or the UI is unreachable or answers 502, 503 or 504
     (a store that is still starting). Error messages give the HTTP status and the store's error reason, never a
