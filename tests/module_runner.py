@@ -10,11 +10,11 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
-def run_module(name: str, args: dict, check: bool = False, timeout: float = 300) -> dict:
+def run_module(name: str, args: dict, check: bool = False, timeout: float = 300, diff: bool = False) -> dict:
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
            "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
     cmd = [str(BIN / "ansible"), "localhost", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-           "-m", f"unimon.stack.{name}", "-a", json.dumps(args)] + (["--check"] if check else [])
+           "-m", f"unimon.stack.{name}", "-a", json.dumps(args)] + (["--check"] if check else []) + (["--diff"] if diff else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     try:
         out = json.loads(proc.stdout)

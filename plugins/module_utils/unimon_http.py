@@ -30,6 +30,36 @@ except ImportError as exc:  # pragma: no cover - depends on the controller
 class EndpointError(Exception):
     """A request failed; the message says what and where, fit for a task's msg."""
 
+    def __init__(self, msg, status=None):
+        super(EndpointError, self).__init__(msg)
+        self.status = status  # the HTTP status, None when the service was not reached
+
+
+# Answers of a service that is starting or restarting: worth retrying.
+TRANSIENT_STATUSES = (502, 503, 504)
+
+
+def error_reason(raw):
+    """The reason an Elasticsearch / OpenSearch / Kibana error body gives, or its first 300 characters."""
+    text = raw.decode('utf-8', 'replace') if isinstance(raw, bytes) else (raw or '')
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text[:300].strip()
+    if isinstance(doc, dict):
+        err = doc.get('error')
+        if isinstance(err, dict):
+            causes = err.get('root_cause') or [err]
+            first = causes[0] if isinstance(causes[0], dict) else err
+            return '%s: %s' % (first.get('type', 'error'), first.get('reason', err.get('reason', '')))
+        if isinstance(err, str) and doc.get('message'):
+            return '%s: %s' % (err, doc['message'])
+        if doc.get('message'):
+            return str(doc['message'])
+        if isinstance(err, str):
+            return err
+    return text[:300].strip()
+
 
 # Options every module that talks to Prometheus or Elasticsearch accepts.
 ENDPOINT_ARGS = dict(
@@ -61,7 +91,9 @@ class Endpoint(object):
         self.tls = {}  # open_url keyword arguments
         if params.get('url'):
             self.base = params['url'].rstrip('/')
-            self.describe = self.base
+            # Never name credentials written into the URL (https://user:password@host) in a message.
+            scheme, sep, rest = self.base.partition('://')
+            self.describe = scheme + sep + rest.split('@', 1)[-1] if '@' in rest.split('/', 1)[0] else self.base
             if params.get('bearer_token'):
                 self.headers['Authorization'] = 'Bearer ' + params['bearer_token']
             elif params.get('username'):
@@ -108,6 +140,37 @@ class Endpoint(object):
         except ValueError:
             raise EndpointError('%s answered %s with something that is not JSON (%r...): is this the right endpoint?'
                                 % (self.describe, path, body[:80]))
+
+    def call(self, method, path, body=None, expect=(200,), headers=None, timeout=None):
+        """One request with a JSON body; returns (status, parsed answer or None) when the status is one of
+        expect, raises EndpointError (with .status) otherwise. headers replace the endpoint's own."""
+        all_headers = dict(self.headers)
+        all_headers.update(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            all_headers['Content-Type'] = 'application/json'
+        try:
+            resp = open_url(self.base + path, method=method, data=data, headers=all_headers,
+                            timeout=timeout or self.params['request_timeout'], **self.tls)
+            status, raw = resp.getcode(), resp.read()
+        except HTTPError as err:
+            status = err.code
+            raw = err.read() if hasattr(err, 'read') else b''
+            if status not in expect:
+                raise EndpointError('%s answered %s to %s %s: %s' % (self.describe, status, method, path, error_reason(raw)),
+                                    status=status)
+        except (URLError, ssl.SSLError, OSError) as err:
+            raise EndpointError('cannot reach %s (%s %s): %s' % (self.describe, method, path, getattr(err, 'reason', err)))
+        if status not in expect:
+            raise EndpointError('%s answered %s to %s %s: %s' % (self.describe, status, method, path, error_reason(raw)),
+                                status=status)
+        if not raw:
+            return status, None
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, None
 
 
 def kube_configuration(params):

@@ -33,6 +33,7 @@ class Store:
         self.users = {"elastic": "admin-pw"}
         self.requests: list[dict] = []
         self.seq = 0
+        self.user_docs: dict[str, dict] = {}
 
 
 def handler_for(store: Store):
@@ -55,6 +56,11 @@ def handler_for(store: Store):
             store.requests.append({"method": self.command, "path": url.path, "query": parse_qs(url.query),
                                    "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
             path, obj = url.path, store.objects.get(url.path)
+            if path.startswith("/_security/user/") and self.command == "GET":
+                name = path.split("/")[3]
+                if name not in store.users:
+                    return self.reply(404, {})
+                return self.reply(200, {name: {"username": name, **store.user_docs.get(name, {}), "enabled": True}})
             if path == "/_security/_authenticate":
                 user, pw = base64.b64decode(self.headers["Authorization"].split()[1]).decode().split(":", 1)
                 return self.reply(200, {"username": user}) if store.users.get(user) == pw else self.reply(401, {})
@@ -87,6 +93,8 @@ def handler_for(store: Store):
             if path.startswith("/_security/user/"):
                 name = path.split("/")[3]
                 store.users[name] = body["password"]
+                if "roles" in body:
+                    store.user_docs[name] = {"roles": body["roles"], "metadata": body["metadata"]}
                 return self.reply(200, {"created": True})
             if path == "/api/data_views/data_view":  # create: id inside the body
                 store.objects[path + "/" + body["data_view"]["id"]] = body["data_view"]
@@ -137,7 +145,7 @@ def test_elasticsearch_ilm_templates_and_kibana_data_views(server):
     store, url = server
     rc, out, changed = run(external(url, "elasticsearch"))
     assert rc == 0, out[-3000:]
-    assert changed == 2  # the task that puts store objects, the one that writes data views
+    assert changed == 1  # one unimon.stack.log_store task puts store objects and data views
     assert len(writes(store)) == 7  # ILM policy, three templates (containers, VM consoles, dead letters), three data views
     sent = {(r["method"], r["path"]): r for r in writes(store)}
     assert set(sent) == {("PUT", "/_ilm/policy/unimon-logs"), ("PUT", "/_index_template/unimon-kubernetes"),
@@ -181,9 +189,9 @@ def test_check_mode_sends_no_write(server):
     store, url = server
     rc, out, changed = run(external(url, "elasticsearch"), check=True)
     assert rc == 0, out[-3000:]
-    assert changed == 2 and writes(store) == []
+    assert changed == 1 and writes(store) == []
     assert "would PUT /_index_template/unimon-kubernetes" in out
-    assert "would write the data view virt-launcher-*" in out
+    assert out.count("would POST /api/data_views/data_view") == 3
 
 
 def test_opensearch_ism_with_concurrency_and_dashboards_index_patterns(server):
