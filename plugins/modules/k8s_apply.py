@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: k8s_apply
 short_description: Apply some Kubernetes objects and delete others in one call
-version_added: 0.6.0
+version_added: 0.3.0
 description:
   - Server-side applies O(present) and deletes O(absent) with one API client and one API discovery, through
     kubernetes.core's own apply, delete, wait and diff code (the same results as M(kubernetes.core.k8s) called
