@@ -129,6 +129,10 @@ CASES = [
     # Shared settings are named as the user set them, not as the role variables derived from them.
     ("unimon_namespace", '"Unimon"', "unimon_namespace"),
     ("unimon_pod_security_level", '"bogus"', "unimon_pod_security_level"),
+    ("unimon_network_policies", '"sometimes"', "unimon_network_policies must be true"),
+    ("unimon_network_policies_host_cidrs", '"10.0.0.0/24"', "unimon_network_policies_host_cidrs must be a list of CIDRs"),
+    ("unimon_network_policies_host_cidrs", '["10.0.0.300/24"]', "unimon_network_policies_host_cidrs must be a list of CIDRs"),
+    ("unimon_network_policies_host_cidrs", '["10.0.0.0"]', "unimon_network_policies_host_cidrs must be a list of CIDRs"),
     # verify's input, checked in the validation play, long before verify runs.
     ("verify_expect", '[{"jobb": "x", "min_up": "many"}]', "verify_expect"),
     ("verify_expect", '[{"job": "x", "min_up": -1}]', "verify_expect"),
