@@ -1,6 +1,7 @@
 """Render-tier helpers: role templates rendered with real Ansible, validated by real tools."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ def render(tmp_path_factory):
         args = [str(BIN / "ansible-playbook"), str(REPO / "tests" / "render" / "render.yml"),
                 "-e", f"role={role}", "-e", f"out={out}"]
         for key, value in extra.items():
-            args += ["-e", f"{key}={value}"]
+            # Lists, mappings and booleans as JSON (key=value would make them strings).
+            args += ["-e", json.dumps({key: value}) if isinstance(value, (list, dict, bool)) else f"{key}={value}"]
         res = subprocess.run(args, capture_output=True, text=True, check=False)
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
         return out
