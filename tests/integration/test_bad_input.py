@@ -129,6 +129,8 @@ CASES = [
     # Shared settings are named as the user set them, not as the role variables derived from them.
     ("unimon_namespace", '"Unimon"', "unimon_namespace"),
     ("unimon_pod_security_level", '"bogus"', "unimon_pod_security_level"),
+    ("prometheus_monitored_namespaces", '"apps"', "prometheus_monitored_namespaces must be a list of namespace names"),
+    ("prometheus_monitored_namespaces", '["Apps"]', "prometheus_monitored_namespaces must be a list of namespace names"),
     ("unimon_network_policies", '"sometimes"', "unimon_network_policies must be true"),
     ("unimon_network_policies_host_cidrs", '"10.0.0.0/24"', "unimon_network_policies_host_cidrs must be a list of CIDRs"),
     ("unimon_network_policies_host_cidrs", '["10.0.0.300/24"]', "unimon_network_policies_host_cidrs must be a list of CIDRs"),
