@@ -113,7 +113,7 @@ def port_rows(objects: dict[str, list[dict]]) -> list[str]:
 def fill(text: str, name: str, rows: list[str]) -> str:
     begin, end = MARK.format(name + " begin"), MARK.format(name + " end")
     head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
+    tail = rest.split(end, 1)[1]
     return head + begin + "\n" + "\n".join(rows) + "\n" + end + tail
 
 
