@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: unimon.stack developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Options of every module that reaches Prometheus or the log store (module_utils/unimon_http.py)."""
+"""Options of every module that reaches Prometheus or the log store (module_utils/unimon_http.py). Modules
+using it also take unimon.stack.k8s_auth: the API server connection for service proxy access."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -28,17 +29,14 @@ options:
     type: str
     default: http
     choices: [http, https]
-  kubeconfig:
-    description: Kubeconfig file for service proxy access; defaults to C(K8S_AUTH_KUBECONFIG) or C(~/.kube/config).
-    type: path
-  context:
-    description: Kubeconfig context; defaults to C(K8S_AUTH_CONTEXT) or the current context.
-    type: str
   ca_path:
-    description: CA bundle that signs the service's certificate (direct access).
+    description: CA bundle that signs the service's certificate (direct access, O(url)).
     type: path
   validate_certs:
-    description: Verify TLS certificates. Turning this off is an explicit opt-in.
+    description:
+      - Verify the service's certificate (direct access, O(url)). Turning this off is an explicit opt-in.
+      - Through the service proxy the API server's certificate is verified as the kubeconfig or
+        C(K8S_AUTH_VERIFY_SSL) says.
     type: bool
     default: true
   bearer_token:

@@ -1,8 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: unimon.stack developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Connection options of our modules that reach the API server through kubernetes.core's client
-(module_utils.k8s.client.get_api_client): the same names, types and K8S_AUTH_* variables as kubernetes.core.k8s."""
+"""Connection options of our modules and plugins that reach the API server through kubernetes.core's client
+(module_utils.k8s.client.get_api_client): the same names, types and K8S_AUTH_* variables as kubernetes.core.k8s.
+
+LOGIN holds the three options that modules reaching Prometheus or the log store use for that service
+instead (fragment unimon.stack.endpoint); there the API server's come from the K8S_AUTH_* variables."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -26,16 +29,6 @@ options:
   api_key:
     description: Bearer token (C(K8S_AUTH_API_KEY)).
     type: str
-  username:
-    description: User for basic authentication (C(K8S_AUTH_USERNAME)).
-    type: str
-  password:
-    description: Password for basic authentication (C(K8S_AUTH_PASSWORD)).
-    type: str
-  validate_certs:
-    description: Verify the API server's certificate (C(K8S_AUTH_VERIFY_SSL)).
-    type: bool
-    aliases: [verify_ssl]
   ca_cert:
     description: CA bundle that signed the API server's certificate (C(K8S_AUTH_SSL_CA_CERT)).
     type: path
@@ -77,4 +70,18 @@ options:
     description: Groups to impersonate (C(K8S_AUTH_IMPERSONATE_GROUPS)).
     type: list
     elements: str
+"""
+
+    LOGIN = r"""
+options:
+  username:
+    description: User for basic authentication (C(K8S_AUTH_USERNAME)).
+    type: str
+  password:
+    description: Password for basic authentication (C(K8S_AUTH_PASSWORD)).
+    type: str
+  validate_certs:
+    description: Verify the API server's certificate (C(K8S_AUTH_VERIFY_SSL)).
+    type: bool
+    aliases: [verify_ssl]
 """

@@ -26,6 +26,7 @@ extends_documentation_fragment:
   - inventory_cache
 requirements:
   - kubernetes >= 28.1.0 (Python client)
+  - the kubernetes.core collection (its API client and connection options)
 options:
   plugin:
     description: Marks the file as a source for this plugin.
@@ -46,10 +47,16 @@ options:
           - Defaults to the context name.
         type: str
       kubeconfig:
-        description: Path to a kubeconfig file. Defaults to E(K8S_AUTH_KUBECONFIG), then the client's default.
-        type: path
+        description:
+          - Path to a kubeconfig file, or the kubeconfig as a mapping. Defaults to E(K8S_AUTH_KUBECONFIG), then
+            E(KUBECONFIG) or C(~/.kube/config), then the in-cluster ServiceAccount.
+          - Every other connection option of kubernetes.core's modules is accepted here too, with the same
+            E(K8S_AUTH_*) fallbacks (kubernetes.core's get_api_client reads them), for example C(host),
+            C(api_key), C(ca_cert), C(client_cert), C(client_key), C(validate_certs), C(proxy), C(no_proxy),
+            C(impersonate_user), C(impersonate_groups).
+        type: raw
       context:
-        description: Context of the kubeconfig to use. Defaults to the current context.
+        description: Context of the kubeconfig to use. Defaults to E(K8S_AUTH_CONTEXT), then the current context.
         type: str
       namespaces:
         description: Only list VMIs in these namespaces (one paginated list call per namespace).
@@ -137,6 +144,8 @@ try:
 except ImportError:  # ansible-core < 2.19 trusts every template
     trust_as_template = None
 
+from ansible_collections.unimon.stack.plugins.module_utils.k8s_auth import K8sAuthError, api_client, k8s_auth_spec
+
 try:
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
@@ -151,7 +160,10 @@ except ImportError as err:
         """Placeholder so the except clauses below parse without the client."""
 
 ROLE_PREFIX = "node-role.kubernetes.io/"
-CONNECTION_KEYS = {"name", "kubeconfig", "context", "namespaces"}
+# Besides name and namespaces, a connection takes kubernetes.core's connection options (and aliases).
+AUTH_ALIASES = {alias: name for name, opt in k8s_auth_spec().items() for alias in opt.get("aliases", [])}
+AUTH_KEYS = set(k8s_auth_spec()) | set(AUTH_ALIASES)
+CONNECTION_KEYS = {"name", "namespaces"} | AUTH_KEYS
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 
 
@@ -298,17 +310,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return conns
 
     def _fetch(self, conn):
-        kubeconfig = conn.get("kubeconfig") or os.environ.get("K8S_AUTH_KUBECONFIG")
-        if kubeconfig:
-            kubeconfig = os.path.expanduser(kubeconfig)
+        auth = {AUTH_ALIASES.get(k, k): v for k, v in conn.items() if k in AUTH_KEYS}
         context = conn.get("context")
         try:
-            api = k8s_config.new_client_from_config(config_file=kubeconfig, context=context, persist_config=False)
-            if not context:
-                _contexts, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
-                context = (active or {}).get("name")
-        except (k8s_config.ConfigException, OSError) as exc:
-            raise AnsibleParserError(f"{self.NAME}: cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+            api = api_client(auth)
+        except K8sAuthError as exc:
+            raise AnsibleParserError(f"{self.NAME}: {exc}") from exc
+        if not context and not conn.get("name"):
+            context = self._current_context(auth)
         name = conn.get("name") or context or "default"
         limit = self.get_option("limit")
         out = {"name": name, "nodes": [], "vmis": []}
@@ -327,9 +336,21 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except ApiException as exc:
             raise AnsibleError(f"{self.NAME}: listing objects of cluster {name} failed: "
                                f"{exc.status} {exc.reason}: {self._message(exc)}") from exc
-        finally:
-            api.close()
         return out
+
+    @staticmethod
+    def _current_context(auth):
+        """Name of the kubeconfig's current context, for the cluster name; None without a kubeconfig file
+        (host and token, in-cluster, a kubeconfig given as a mapping)."""
+        kubeconfig = auth.get("kubeconfig") or os.environ.get("K8S_AUTH_KUBECONFIG")
+        if kubeconfig is not None and not isinstance(kubeconfig, str):
+            return None
+        try:
+            _contexts, active = k8s_config.list_kube_config_contexts(
+                config_file=os.path.expanduser(kubeconfig) if kubeconfig else None)
+        except (k8s_config.ConfigException, OSError):
+            return None
+        return (active or {}).get("name")
 
     def _fetch_vmis(self, api, namespaces, limit):
         group, _sep, version = self.get_option("api_version").rpartition("/")

@@ -10,21 +10,18 @@ __metaclass__ = type
 
 import base64
 import json
-import os
 import ssl
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import quote
 from ansible.module_utils.urls import open_url
+from ansible_collections.unimon.stack.plugins.module_utils.k8s_auth import K8sAuthError, api_client, k8s_auth_spec
 
-KUBERNETES_IMP_ERR = None
 try:
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
-    HAS_KUBERNETES = True
-except ImportError as exc:  # pragma: no cover - depends on the controller
-    HAS_KUBERNETES = False
-    KUBERNETES_IMP_ERR = str(exc)
+    from kubernetes.client.exceptions import ApiException
+except ImportError:  # pragma: no cover - api_client() says what is missing
+    class ApiException(Exception):
+        status = reason = body = None
 
 
 class EndpointError(Exception):
@@ -68,8 +65,6 @@ ENDPOINT_ARGS = dict(
     service=dict(type='str'),
     port=dict(type='str'),
     scheme=dict(type='str', default='http', choices=['http', 'https']),
-    kubeconfig=dict(type='path'),
-    context=dict(type='str'),
     ca_path=dict(type='path'),
     validate_certs=dict(type='bool', default=True),
     bearer_token=dict(type='str', no_log=True),
@@ -77,18 +72,24 @@ ENDPOINT_ARGS = dict(
     password=dict(type='str', no_log=True),
     request_timeout=dict(type='float', default=10.0),
 )
+# The API server connection for service proxy access (username, password and validate_certs above are
+# the service's; the API server's come from K8S_AUTH_USERNAME, _PASSWORD, _VERIFY_SSL).
+ENDPOINT_ARGS.update(k8s_auth_spec(login=False))
 ENDPOINT_MUTUALLY_EXCLUSIVE = [('url', 'service'), ('bearer_token', 'username')]
 ENDPOINT_REQUIRED_ONE_OF = [('url', 'service')]
 ENDPOINT_REQUIRED_TOGETHER = [('service', 'namespace', 'port'), ('username', 'password')]
 
 
 class Endpoint(object):
-    """Where requests go: a base URL plus how to authenticate and verify TLS."""
+    """Where requests go: a base URL plus how to authenticate and verify TLS. Through the service proxy
+    the requests are the kubernetes client's own (token refresh, client certificates, proxy,
+    impersonation exactly as kubernetes.core's modules send them)."""
 
     def __init__(self, params):
         self.params = params
         self.headers = {'Accept': 'application/json'}
         self.tls = {}  # open_url keyword arguments
+        self._api = None  # the kubernetes ApiClient, for service proxy access
         if params.get('url'):
             self.base = params['url'].rstrip('/')
             # Never name credentials written into the URL (https://user:password@host) in a message.
@@ -104,37 +105,54 @@ class Endpoint(object):
             self._through_service_proxy(params)
 
     def _through_service_proxy(self, params):
-        if not HAS_KUBERNETES:
-            raise EndpointError('the kubernetes Python library is needed for the service proxy: %s' % KUBERNETES_IMP_ERR)
-        cfg = kube_configuration(params)
+        try:
+            self._api = api_client(params, login=False)
+        except K8sAuthError as err:
+            raise EndpointError(str(err))
+        host = self._api.configuration.host.rstrip('/')
         svc = '%s:%s:%s' % (params['scheme'], params['service'], params['port'])
-        self.base = '%s/api/v1/namespaces/%s/services/%s/proxy' % (cfg.host.rstrip('/'), quote(params['namespace']), quote(svc))
+        self.base = '/api/v1/namespaces/%s/services/%s/proxy' % (quote(params['namespace']), quote(svc))
         self.describe = 'service %s/%s port %s through the API server %s' % (
-            params['namespace'], params['service'], params['port'], cfg.host)
-        token = cfg.api_key.get('authorization') or cfg.api_key.get('BearerToken')
-        if token:
-            self.headers['Authorization'] = token if token.lower().startswith('bearer ') else 'Bearer ' + token
-        self.tls = dict(ca_path=cfg.ssl_ca_cert, validate_certs=bool(cfg.verify_ssl),
-                        client_cert=cfg.cert_file, client_key=cfg.key_file)
+            params['namespace'], params['service'], params['port'], host)
+
+    def _send(self, method, path, data, headers, timeout):
+        """(status, body bytes) of one request; HTTPStatus for an answer outside 2xx, OSError-like
+        Unreachable when no answer came."""
+        if self._api is None:
+            try:
+                resp = open_url(self.base + path, method=method, data=data, headers=headers, timeout=timeout, **self.tls)
+                return resp.getcode(), resp.read()
+            except HTTPError as err:
+                raise _HTTPStatus(err.code, err.read() if hasattr(err, 'read') else b'')
+            except (URLError, ssl.SSLError, OSError) as err:
+                raise _Unreachable(getattr(err, 'reason', err))
+        try:
+            resp = self._api.call_api(self.base + path, method, header_params=headers,
+                                      body=json.loads(data) if data else None,
+                                      auth_settings=['BearerToken'], _preload_content=False,
+                                      _return_http_data_only=True, _request_timeout=timeout)
+            return resp.status, resp.data
+        except ApiException as err:
+            if err.status:
+                raise _HTTPStatus(err.status, err.body or b'')
+            raise _Unreachable(err.reason)
+        except Exception as err:  # pylint: disable=broad-except  # urllib3's connection and TLS errors
+            raise _Unreachable(err)
 
     def get_json(self, path, timeout=None, method='GET', data=None, content_type=None):
-        url = self.base + path
         headers = dict(self.headers)
         if content_type:
             headers['Content-Type'] = content_type
         try:
-            resp = open_url(url, method=method, data=data, headers=headers,
-                            timeout=timeout or self.params['request_timeout'], **self.tls)
-            body = resp.read()
-        except HTTPError as err:
-            detail = err.read()[:300].decode('utf-8', 'replace') if hasattr(err, 'read') else ''
+            dummy, body = self._send(method, path, data, headers, timeout or self.params['request_timeout'])
+        except _HTTPStatus as err:
+            detail = err.body[:300].decode('utf-8', 'replace') if isinstance(err.body, bytes) else str(err.body)[:300]
             hint = {401: 'unauthorized: check the token or credentials',
                     403: 'forbidden: the identity may not reach this endpoint',
-                    404: 'not found: wrong URL, service or port'}.get(err.code, 'HTTP error')
-            raise EndpointError('%s answered %s (%s) for %s %s' % (self.describe, err.code, hint, path, detail.strip()))
-        except (URLError, ssl.SSLError, OSError) as err:
-            reason = getattr(err, 'reason', err)
-            raise EndpointError('cannot reach %s: %s' % (self.describe, reason))
+                    404: 'not found: wrong URL, service or port'}.get(err.status, 'HTTP error')
+            raise EndpointError('%s answered %s (%s) for %s %s' % (self.describe, err.status, hint, path, detail.strip()))
+        except _Unreachable as err:
+            raise EndpointError('cannot reach %s: %s' % (self.describe, err.reason))
         try:
             return json.loads(body)
         except ValueError:
@@ -151,17 +169,11 @@ class Endpoint(object):
             data = json.dumps(body)
             all_headers['Content-Type'] = 'application/json'
         try:
-            resp = open_url(self.base + path, method=method, data=data, headers=all_headers,
-                            timeout=timeout or self.params['request_timeout'], **self.tls)
-            status, raw = resp.getcode(), resp.read()
-        except HTTPError as err:
-            status = err.code
-            raw = err.read() if hasattr(err, 'read') else b''
-            if status not in expect:
-                raise EndpointError('%s answered %s to %s %s: %s' % (self.describe, status, method, path, error_reason(raw)),
-                                    status=status)
-        except (URLError, ssl.SSLError, OSError) as err:
-            raise EndpointError('cannot reach %s (%s %s): %s' % (self.describe, method, path, getattr(err, 'reason', err)))
+            status, raw = self._send(method, path, data, all_headers, timeout or self.params['request_timeout'])
+        except _HTTPStatus as err:
+            status, raw = err.status, err.body
+        except _Unreachable as err:
+            raise EndpointError('cannot reach %s (%s %s): %s' % (self.describe, method, path, err.reason))
         if status not in expect:
             raise EndpointError('%s answered %s to %s %s: %s' % (self.describe, status, method, path, error_reason(raw)),
                                 status=status)
@@ -173,24 +185,13 @@ class Endpoint(object):
             return status, None
 
 
-def kube_configuration(params):
-    """kubeconfig / context options first, then the K8S_AUTH_* variables AWX sets, then in-cluster."""
-    kubeconfig = params.get('kubeconfig') or os.environ.get('K8S_AUTH_KUBECONFIG')
-    context = params.get('context') or os.environ.get('K8S_AUTH_CONTEXT')
-    cfg = k8s_client.Configuration()
-    host = os.environ.get('K8S_AUTH_HOST')
-    try:
-        if host and not kubeconfig:
-            cfg.host = host
-            if os.environ.get('K8S_AUTH_API_KEY'):
-                cfg.api_key = {'authorization': 'Bearer ' + os.environ['K8S_AUTH_API_KEY']}
-            cfg.ssl_ca_cert = os.environ.get('K8S_AUTH_SSL_CA_CERT')
-            cfg.verify_ssl = os.environ.get('K8S_AUTH_VERIFY_SSL', 'true').lower() not in ('false', 'no', '0')
-        elif kubeconfig or os.path.exists(os.path.expanduser('~/.kube/config')):
-            k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
-        else:
-            k8s_config.load_incluster_config(client_configuration=cfg)
-    except Exception as err:  # the kubernetes library raises several unrelated types here
-        raise EndpointError('cannot load Kubernetes credentials (kubeconfig %s, context %s): %s'
-                            % (kubeconfig or '~/.kube/config', context or 'current', err))
-    return cfg
+class _HTTPStatus(Exception):
+    def __init__(self, status, body):
+        super(_HTTPStatus, self).__init__(status)
+        self.status, self.body = status, body
+
+
+class _Unreachable(Exception):
+    def __init__(self, reason):
+        super(_Unreachable, self).__init__(reason)
+        self.reason = reason

@@ -50,12 +50,9 @@ options:
         to tell install, keep, upgrade, or newer-in-cluster.
     type: str
     default: ""
-  kubeconfig:
-    description: Kubeconfig file; defaults to C(K8S_AUTH_KUBECONFIG) or C(~/.kube/config).
-    type: path
-  context:
-    description: Kubeconfig context; defaults to C(K8S_AUTH_CONTEXT) or the current context.
-    type: str
+extends_documentation_fragment:
+  - unimon.stack.k8s_auth
+  - unimon.stack.k8s_auth.login
 attributes:
   check_mode:
     description: The module only reads; it runs the same in check mode.
@@ -115,12 +112,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.unimon.stack.plugins.module_utils.unimon_http import (
-    HAS_KUBERNETES, KUBERNETES_IMP_ERR, EndpointError, kube_configuration,
+from ansible_collections.unimon.stack.plugins.module_utils.k8s_auth import (
+    HAS_K8S_CLIENT, K8S_CLIENT_IMP_ERR, K8sAuthError, api_client, k8s_auth_spec,
 )
 
-if HAS_KUBERNETES:
-    from kubernetes import client as k8s_client
+if HAS_K8S_CLIENT:
     from kubernetes.client.rest import ApiException
 
 LOOPBACK = re.compile(r'^(127\.|localhost$|::1$)')
@@ -468,25 +464,26 @@ def evidence(facts):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    spec = k8s_auth_spec()
+    spec.update(
         access_checks=dict(type='list', elements='dict', default=[]),
         namespaces=dict(type='list', elements='str', default=[]),
         etcd_client_secret=dict(type='str', default='', no_log=False),
         operator_version=dict(type='str', default=''),
-        kubeconfig=dict(type='path'),
-        context=dict(type='str'),
-    ), supports_check_mode=True)
-    if not HAS_KUBERNETES:
-        module.fail_json(msg='the kubernetes Python library is required: %s' % KUBERNETES_IMP_ERR)
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if not HAS_K8S_CLIENT:
+        module.fail_json(msg='the kubernetes.core collection and the kubernetes Python library are required: %s'
+                         % K8S_CLIENT_IMP_ERR)
     for check in module.params['access_checks']:
         if not check.get('resource') or not isinstance(check.get('verbs'), list):
             module.fail_json(msg='each access_checks item needs resource and a list of verbs: %r' % (check,))
     try:
-        cluster = Cluster(k8s_client.ApiClient(kube_configuration(module.params)))
+        cluster = Cluster(api_client(module.params))
         facts = gather(cluster, module.params)
         checks = [c for c in module.params['access_checks'] if not c.get('when_fact') or facts.get(c['when_fact'])]
         missing = review_access(cluster, checks)
-    except EndpointError as err:
+    except K8sAuthError as err:
         module.fail_json(msg=str(err))
     except ApiException as err:
         module.fail_json(msg='the API server refused a request preflight needs: %s %s' % (err.status, err.reason))

@@ -22,6 +22,7 @@ author:
   - unimon.stack developers (@unimon)
 extends_documentation_fragment:
   - unimon.stack.k8s_auth
+  - unimon.stack.k8s_auth.login
 options:
   present:
     description: Objects to apply server-side.

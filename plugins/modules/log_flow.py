@@ -21,6 +21,7 @@ author:
   - unimon.stack developers (@unimon)
 extends_documentation_fragment:
   - unimon.stack.endpoint
+  - unimon.stack.k8s_auth
 options:
   streams:
     description: The log streams that must be flowing.
@@ -139,8 +140,9 @@ from ansible.module_utils.six.moves.urllib.parse import quote
 
 from ansible_collections.unimon.stack.plugins.module_utils.unimon_http import (
     ENDPOINT_ARGS, ENDPOINT_MUTUALLY_EXCLUSIVE, ENDPOINT_REQUIRED_ONE_OF, ENDPOINT_REQUIRED_TOGETHER,
-    HAS_KUBERNETES, KUBERNETES_IMP_ERR, Endpoint, EndpointError, kube_configuration,
+    Endpoint, EndpointError,
 )
+from ansible_collections.unimon.stack.plugins.module_utils.k8s_auth import K8sAuthError, api_client
 from ansible_collections.unimon.stack.plugins.module_utils.unimon_wait import until
 
 
@@ -208,14 +210,13 @@ def canary_pod(name, marker, image):
 
 def run_canary(module, endpoint, opts):
     """Create the pod, wait for its marker in the store, delete the pod. Returns the canary result."""
-    if not HAS_KUBERNETES:
-        module.fail_json(msg='the kubernetes Python library is needed for the canary: %s' % KUBERNETES_IMP_ERR)
+    try:
+        api = api_client(module.params, login=False)
+    except K8sAuthError as err:
+        module.fail_json(msg='canary: %s' % err)
     from kubernetes import client as k8s_client  # pylint: disable=import-outside-toplevel
     from kubernetes.client.rest import ApiException  # pylint: disable=import-outside-toplevel
-    try:
-        core = k8s_client.CoreV1Api(k8s_client.ApiClient(kube_configuration(module.params)))
-    except EndpointError as err:
-        module.fail_json(msg='canary: %s' % err)
+    core = k8s_client.CoreV1Api(api)
     token = uuid.uuid4().hex[:12]
     marker, name = 'unimon-canary-%s' % token, 'unimon-log-canary-%s' % token
     result = {'marker': marker, 'pod': '%s/%s' % (opts['namespace'], name), 'found': False, 'latency_seconds': None}

@@ -20,6 +20,7 @@ author:
   - unimon.stack developers (@unimon)
 extends_documentation_fragment:
   - unimon.stack.endpoint
+  - unimon.stack.k8s_auth
 options:
   query:
     description: PromQL expression, evaluated at the current time.

@@ -39,12 +39,9 @@ options:
     type: list
     elements: str
     default: []
-  kubeconfig:
-    description: Kubeconfig file; defaults to C(K8S_AUTH_KUBECONFIG) or C(~/.kube/config).
-    type: path
-  context:
-    description: Kubeconfig context; defaults to C(K8S_AUTH_CONTEXT) or the current context.
-    type: str
+extends_documentation_fragment:
+  - unimon.stack.k8s_auth
+  - unimon.stack.k8s_auth.login
 attributes:
   check_mode:
     description: Reports whether a token would be written, without requesting or writing one.
@@ -84,11 +81,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.unimon.stack.plugins.module_utils.unimon_http import (
-    HAS_KUBERNETES, KUBERNETES_IMP_ERR, EndpointError, kube_configuration,
+from ansible_collections.unimon.stack.plugins.module_utils.k8s_auth import (
+    HAS_K8S_CLIENT, K8S_CLIENT_IMP_ERR, K8sAuthError, api_client, k8s_auth_spec,
 )
 
-if HAS_KUBERNETES:
+if HAS_K8S_CLIENT:
     from kubernetes import client as k8s_client
     from kubernetes.client.rest import ApiException
 
@@ -105,20 +102,21 @@ def token_expiry(path):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    spec = k8s_auth_spec()
+    spec.update(
         namespace=dict(type='str', required=True),
         service_account=dict(type='str', required=True),
         dest=dict(type='path', required=True),
         duration=dict(type='int', default=86400),
         audiences=dict(type='list', elements='str', default=[]),
-        kubeconfig=dict(type='path'),
-        context=dict(type='str'),
-    ), supports_check_mode=True)
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     if p['duration'] < 600:
         module.fail_json(msg='duration must be at least 600 seconds, got %d' % p['duration'])
-    if not HAS_KUBERNETES:
-        module.fail_json(msg='the kubernetes Python library is required: %s' % KUBERNETES_IMP_ERR)
+    if not HAS_K8S_CLIENT:
+        module.fail_json(msg='the kubernetes.core collection and the kubernetes Python library are required: %s'
+                         % K8S_CLIENT_IMP_ERR)
 
     exp = token_expiry(p['dest'])
     if exp is not None and exp - time.time() > p['duration'] / 3.0:
@@ -131,11 +129,11 @@ def main():
         module.exit_json(changed=True, renewed=True)
 
     try:
-        api = k8s_client.CoreV1Api(k8s_client.ApiClient(kube_configuration(p)))
+        api = k8s_client.CoreV1Api(api_client(p))
         body = k8s_client.AuthenticationV1TokenRequest(spec=k8s_client.V1TokenRequestSpec(
             audiences=p['audiences'], expiration_seconds=p['duration']))
         res = api.create_namespaced_service_account_token(p['service_account'], p['namespace'], body)
-    except EndpointError as err:
+    except K8sAuthError as err:
         module.fail_json(msg=str(err))
     except ApiException as err:
         module.fail_json(msg='TokenRequest for %s/%s failed: %s %s' % (p['namespace'], p['service_account'],

@@ -22,6 +22,7 @@ author:
   - unimon.stack developers (@unimon)
 extends_documentation_fragment:
   - unimon.stack.endpoint
+  - unimon.stack.k8s_auth
 options:
   expect:
     description:

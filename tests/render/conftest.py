@@ -14,8 +14,17 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="session")
 def render(tmp_path_factory):
-    """render(role, **overrides) -> directory holding the role's rendered templates."""
+    """render(role, **overrides) -> directory holding the role's rendered templates. The same role and
+    overrides render once per session (several modules check the defaults' output); treat it as read-only."""
+    done: dict[str, Path] = {}
+
     def _render(role: str, **extra) -> Path:
+        key = json.dumps([role, extra], sort_keys=True, default=str)
+        if key not in done:
+            done[key] = _render_once(role, **extra)
+        return done[key]
+
+    def _render_once(role: str, **extra) -> Path:
         out = tmp_path_factory.mktemp(f"render-{role}")
         args = [str(BIN / "ansible-playbook"), str(REPO / "tests" / "render" / "render.yml"),
                 "-e", f"role={role}", "-e", f"out={out}"]

@@ -4,15 +4,15 @@ function, which is how the plugin calls the API; the lab tier runs the same code
 apiserver)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import importlib
+import os
+import sys
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "plugins" / "inventory" / "cluster.py"
-_spec = importlib.util.spec_from_file_location("unimon_cluster_inventory", SRC)
-cluster = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cluster)
+# From the built collection (make collection): the plugin imports the collection's module_utils.
+sys.path.insert(0, os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0])
+cluster = importlib.import_module("ansible_collections.unimon.stack.plugins.inventory.cluster")
 
 NODE = {
     "metadata": {"name": "n1", "uid": "u1", "labels": {
