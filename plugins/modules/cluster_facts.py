@@ -85,7 +85,7 @@ facts:
     - What the cluster exposes and what follows from it (see docs/roles/preflight.md for every key).
     - Keys include C(kubernetes_version), C(kubernetes_minor), C(control_plane), C(scheduler_scrapable),
       C(controller_manager_scrapable), C(etcd_scrapable), C(kube_proxy), C(kube_proxy_scrapable),
-      C(coredns_scrapable), C(localhost_components), C(node_runtimes), C(log_format), C(kubevirt),
+      C(coredns_scrapable), C(localhost_components), C(node_runtimes), C(node_cidrs), C(log_format), C(kubevirt),
       C(metrics_api_served), C(metrics_api_ours), C(metrics_api_backend), C(metrics_server_needed),
       C(prometheus_operator_crds), C(default_storage_class), C(namespaces).
   returned: success
@@ -352,12 +352,14 @@ def gather(cluster, params):
         local.append('kube-proxy')
     facts['localhost_components'] = local
 
-    runtimes, formats = {}, []
+    runtimes, formats, addresses = {}, [], []
     for node in cluster.items('/api/v1/nodes'):
         name, fmt = runtime_of(node)
         runtimes[node['metadata']['name']] = name
         formats.append(fmt)
+        addresses += node_internal_ips(node)
     facts['node_runtimes'] = runtimes
+    facts['node_cidrs'] = host_cidrs(addresses)
     facts['log_format'] = log_format_of(formats)
 
     # Installed means deployed: the CRD (virt-operator) and a KubeVirt CR (one per cluster).
@@ -419,6 +421,17 @@ def crd_action(crds, ours):
     return 'upgrade' if theirs < mine else 'newer-in-cluster'
 
 
+def node_internal_ips(node):
+    return [a.get('address') for a in (node.get('status') or {}).get('addresses') or []
+            if a.get('type') == 'InternalIP' and a.get('address')]
+
+
+def host_cidrs(addresses):
+    """One /32 (or /128) per address, sorted: where host-network clients (categraf, a control plane node's
+    API server) connect from, for the NetworkPolicies."""
+    return sorted(set('%s/%d' % (a, 128 if ':' in a else 32) for a in addresses))
+
+
 def evidence(facts):
     """One short human line per decision: what was seen."""
     cp = facts['control_plane']
@@ -460,6 +473,7 @@ def evidence(facts):
         'metrics_server_needed': metrics_api_evidence(facts),
         'prometheus_operator_crds': crds_text,
         'default_storage_class': facts['default_storage_class'] or 'no default StorageClass',
+        'node_cidrs': '%d node InternalIP(s)' % len(facts['node_cidrs']),
     }
 
 

@@ -107,6 +107,10 @@ def test_lab_shape_control_plane_hidden_no_proxy_no_dns(detect, lab, api):
     assert rows[f"Pod Security of namespace {NS}"]["detected"] == "enforce=baseline"
     assert rows[f"Pod Security of namespace {NS}"]["decided"] == "enforce=privileged"
     assert "permission reviews passed" in run.out
+    ips = {a.address for n in client.CoreV1Api(api).list_node().items for a in n.status.addresses or []
+           if a.type == "InternalIP"}
+    assert detected["node_cidrs"] == sorted(f"{ip}/32" for ip in ips) and ips
+    assert rows["NetworkPolicy host-network sources"]["detected"] == f"{len(ips)} node InternalIP(s)"
 
 
 def test_a_variable_you_set_wins_over_the_detection(detect):

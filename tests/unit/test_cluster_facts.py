@@ -125,3 +125,10 @@ def test_metrics_api_owner(cf, apiservice, served, ours, backend, evidence):
 ])
 def test_metrics_server_needed(cf, apiservice, needed):
     assert cf.metrics_api_facts(apiservice)["metrics_server_needed"] is needed
+
+
+def test_host_cidrs_of_node_internal_ips(cf):
+    node = {"status": {"addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.2"},
+                                     {"type": "InternalIP", "address": "fd00::2"}, {"type": "ExternalIP", "address": "1.2.3.4"}]}}
+    ips = cf.node_internal_ips(node) + cf.node_internal_ips({"status": {}}) + ["10.0.0.2"]
+    assert cf.host_cidrs(ips) == ["10.0.0.2/32", "fd00::2/128"]

@@ -22,6 +22,7 @@ FACTS = {
     "kube_proxy_scrapable": True, "coredns_scrapable": True, "localhost_components": ["kube-proxy"],
     "log_format": "cri", "kubevirt_monitoring": True, "metrics_server_needed": False,
     "prometheus_operator_crds": {"action": "upgrade", "installed": "v0.80.0"}, "default_storage_class": "standard",
+    "node_cidrs": ["10.0.0.1/32", "fd00::1/128"],
     "namespaces": {"unimon": {"exists": True, "enforce": "privileged"}, "other": {"exists": False, "enforce": None}},
 }
 FACTS["evidence"] = {k: "evidence of %s" % k for k in FACTS if k != "namespaces"}
@@ -35,7 +36,8 @@ def facts(**change):
 
 SCENARIOS = {
     "found": {"test_facts": FACTS},
-    "nothing-local-no-storage-class": {"test_facts": facts(localhost_components=[], default_storage_class=None)},
+    "nothing-local-no-storage-class": {"test_facts": facts(localhost_components=[], default_storage_class=None,
+                                                           node_cidrs=[])},
     "user-overrides": {"test_facts": FACTS, "prometheus_scrape_scheduler": True, "logging_fluentd_log_format": "json",
                        "metrics_server_enabled": False, "prometheus_storage_class": "fast",
                        "unimon_pod_security_level": "baseline"},
@@ -54,6 +56,6 @@ def test_filter_equals_the_old_jinja(scenario, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     both = json.loads(out.read_text())
     assert both["new"] == both["old"]
-    assert len(both["new"]) == 11 + len(SCENARIOS[scenario]["test_facts"]["namespaces"])
+    assert len(both["new"]) == 12 + len(SCENARIOS[scenario]["test_facts"]["namespaces"])
     if scenario == "user-overrides":
         assert "kube-scheduler ServiceMonitor | evidence of scheduler_scrapable | true (set by you) | prometheus_scrape_scheduler" in both["new"]
