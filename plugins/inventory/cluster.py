@@ -51,7 +51,7 @@ options:
           - Path to a kubeconfig file, or the kubeconfig as a mapping. Defaults to E(K8S_AUTH_KUBECONFIG), then
             E(KUBECONFIG) or C(~/.kube/config), then the in-cluster ServiceAccount.
           - Every other connection option of kubernetes.core's modules is accepted here too, with the same
-            E(K8S_AUTH_*) fallbacks (kubernetes.core's get_api_client reads them), for example C(host),
+            E(K8S_AUTH_*) fallbacks (kubernetes.core's connection code resolves them), for example C(host),
             C(api_key), C(ca_cert), C(client_cert), C(client_key), C(validate_certs), C(proxy), C(no_proxy),
             C(impersonate_user), C(impersonate_groups).
         type: raw
@@ -311,7 +311,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _fetch(self, conn):
         auth = {AUTH_ALIASES.get(k, k): v for k, v in conn.items() if k in AUTH_KEYS}
-        context = conn.get("context")
+        context = conn.get("context") or os.environ.get("K8S_AUTH_CONTEXT")
         try:
             api = api_client(auth)
         except K8sAuthError as exc:
