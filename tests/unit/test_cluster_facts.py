@@ -3,20 +3,12 @@ shapes real clusters produce; the lab tier (tests/integration/test_preflight.py)
 against a real API server with each shape built there."""
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-
 import pytest
 
 
 @pytest.fixture(scope="module")
-def cf():
-    root = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0]
-    if not root:
-        pytest.fail("ANSIBLE_COLLECTIONS_PATH is not set: run through make (make unit)")
-    sys.path.insert(0, root)
-    return importlib.import_module("ansible_collections.unimon.stack.plugins.modules.cluster_facts")
+def cf(collection_module):
+    return collection_module("plugins.modules.cluster_facts")
 
 
 @pytest.mark.parametrize("address,expected", [

@@ -7,10 +7,8 @@ path, which headers. What a real API server does with those requests is the lab 
 (tests/integration/test_k8s_auth.py, and verify, log_flow and preflight through the lab's kube-apiserver)."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,12 +17,8 @@ import yaml
 
 
 @pytest.fixture(scope="module")
-def mods():
-    root = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0]
-    sys.path.insert(0, root)
-    auth = importlib.import_module("ansible_collections.unimon.stack.plugins.module_utils.k8s_auth")
-    http = importlib.import_module("ansible_collections.unimon.stack.plugins.module_utils.unimon_http")
-    return auth, http
+def mods(collection_module):
+    return collection_module("plugins.module_utils.k8s_auth"), collection_module("plugins.module_utils.unimon_http")
 
 
 @pytest.fixture

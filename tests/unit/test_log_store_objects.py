@@ -6,17 +6,9 @@ those Jinja expressions verbatim and renders them with Ansible, for several sett
 object carries is part of that body, so objects put by the old tasks read as unchanged after the upgrade."""
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 
 SCENARIOS = {
     "elasticsearch-install": {},
@@ -31,25 +23,15 @@ SCENARIOS = {
 
 
 @pytest.fixture(scope="module")
-def objs():
-    root = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0]
-    if not root:
-        pytest.fail("ANSIBLE_COLLECTIONS_PATH is not set: run through make (make unit)")
-    sys.path.insert(0, root)
-    return importlib.import_module("ansible_collections.unimon.stack.plugins.module_utils.log_store_objects")
+def objs(collection_module):
+    return collection_module("plugins.module_utils.log_store_objects")
 
 
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
-def rendered(request, tmp_path_factory):
+def rendered(request, tmp_path_factory, render_before):
     """What the old Jinja rendered, and the role's new log_store inputs, for one set of role variables."""
-    out = tmp_path_factory.mktemp("bodies") / "bodies.json"
-    extra = {"ansible_python_interpreter": sys.executable, "test_out": str(out), **SCENARIOS[request.param]}
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           str(HERE / "logging_bodies_before.yml"), "-e", json.dumps(extra)],
-                          capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads(out.read_text())
+    data = render_before("logging_bodies_before.yml", SCENARIOS[request.param],
+                         tmp_path_factory.mktemp("bodies") / "bodies.json")
     data["flavour"] = SCENARIOS[request.param].get("logging_backend", "elasticsearch")
     return data
 
@@ -154,10 +136,8 @@ def test_only_ism_updates_carry_seq_no_and_primary_term(objs):
 
 
 @pytest.fixture(scope="module")
-def http():
-    root = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0]
-    sys.path.insert(0, root)
-    return importlib.import_module("ansible_collections.unimon.stack.plugins.module_utils.unimon_http")
+def http(collection_module):
+    return collection_module("plugins.module_utils.unimon_http")
 
 
 def test_error_reasons_of_elasticsearch_opensearch_and_kibana(http):

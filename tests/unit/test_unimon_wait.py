@@ -1,17 +1,12 @@
 """Polling with capped backoff (plugins/module_utils/unimon_wait.py), on a clock the test drives."""
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-
 import pytest
 
 
 @pytest.fixture(scope="module")
-def wait():
-    sys.path.insert(0, os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0])
-    return importlib.import_module("ansible_collections.unimon.stack.plugins.module_utils.unimon_wait")
+def wait(collection_module):
+    return collection_module("plugins.module_utils.unimon_wait")
 
 
 class FakeTime:
