@@ -590,6 +590,8 @@ def start_observers() -> None:
                                   "--web.listen-address", "127.0.0.1:18081",
                                   "--kubelet-service", "kube-system/kubelet",
                                   "--kubelet-endpointslice=true", "--kubelet-endpoints=false",
+                                  # Real nodes join and leave during the tests: list them often (default 3m).
+                                  "--kubelet-sync-period", "10s",
                                   "--log-level", "info"],
           env={"KUBECONFIG": kc("observer")})
     prom_dir = STATE / "prometheus"

@@ -52,13 +52,14 @@ def stop(core, *own: str) -> None:
 
 
 def busybox_pod(core, ns: str, name: str, node: str, script: str, *, container: str = "main", labels=None,
-                annotations=None, volumes=None, mounts=None) -> None:
+                annotations=None, volumes=None, mounts=None, resources=None) -> None:
     core.create_namespaced_pod(ns, {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": labels or {}, "annotations": annotations or {}},
         "spec": {"nodeName": node, "tolerations": TOLERATE, "terminationGracePeriodSeconds": 1, "volumes": volumes or [],
                  "containers": [{"name": container, "image": BUSYBOX, "imagePullPolicy": "Never",
-                                 "command": ["/bin/sh", "-c", script], "volumeMounts": mounts or []}]}})
+                                 "command": ["/bin/sh", "-c", script], "volumeMounts": mounts or [],
+                                 "resources": resources or {}}]}})
 
 
 def running(core, ns: str, name: str) -> client.V1Pod:

@@ -13,6 +13,7 @@ CASES = [
     ("prometheus_operator_replicas", "-1", "prometheus_operator_replicas"),
     ("prometheus_operator_namespace", '"Bad_NS"', "prometheus_operator_namespace"),
     ("prometheus_operator_log_level", '"verbose"', "prometheus_operator_log_level"),
+    ("prometheus_operator_kubelet_sync_period", '"soon"', "prometheus_operator_kubelet_sync_period"),
     ("prometheus_operator_crd_checksum", '"md5:abc"', "prometheus_operator_crd_checksum"),
     ("prometheus_operator_crd_url", '"ftp://mirror/crds.zip"', "prometheus_operator_crd_url"),
     ("prometheus_operator_resources", '"lots"', "prometheus_operator_resources"),

@@ -67,3 +67,13 @@ def test_apiserver_accepts_manifests(render, lab, operator_crds, role):
                              capture_output=True, text=True, check=False)
         assert res.returncode == 0, f"{f.name}: {res.stderr}"
         assert "(server dry run)" in res.stdout
+
+
+@pytest.mark.parametrize("period", [None, "20s"])
+def test_operator_refreshes_the_kubelet_service_as_often_as_asked(render, period):
+    """--kubelet-sync-period decides how soon a joining node's kubelet is scraped (the operator's default: 3m)."""
+    out = render("prometheus_operator", **({"prometheus_operator_kubelet_sync_period": period} if period else {}))
+    deploy = next(o for o in load_all(out / "operator.yaml") if o["kind"] == "Deployment")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--kubelet-sync-period={period or '3m'}" in args
+    assert "--kubelet-service=kube-system/kubelet" in args
