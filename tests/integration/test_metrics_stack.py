@@ -390,8 +390,8 @@ def blkio_counts() -> bool:
 def test_every_cadvisor_and_kubelet_name_we_allow_list_exists_on_a_real_kubelet(real, api):
     """metric_names.ONLY_REAL_KUBELETS (and the PLEG and pod start histograms) were allow-listed because kwok
     runs no kubelet: the real kubelets' series must hold every one of them."""
-    names = metric_names.ONLY_REAL_KUBELETS | {"kubelet_pleg_relist_duration_seconds_bucket",
-                                              "kubelet_pod_start_sli_duration_seconds_bucket"}
+    names = metric_names.ONLY_REAL_KUBELETS | {
+        "kubelet_pleg_relist_duration_seconds_bucket", "kubelet_pod_start_sli_duration_seconds_bucket"}
     if not blkio_counts():
         names -= BLKIO_NAMES
 
