@@ -26,9 +26,14 @@ def promtool() -> str:
     return str(path)
 
 
+# The promtool cases see every alert: with replicas, the alerts installed only for several Prometheus or
+# Alertmanager replicas are rendered too (the defaults' output is a subset, checked below).
+REPLICATED = {"prometheus_replicas": "2", "prometheus_alertmanager_replicas": "3"}
+
+
 @pytest.fixture(scope="module")
 def rules(render, tmp_path_factory) -> Path:
-    out = render("alert_rules")
+    out = render("alert_rules", **REPLICATED)
     groups = [g for obj in load_all(out / "prometheusrules.yaml") for g in obj["spec"]["groups"]]
     work = tmp_path_factory.mktemp("rules")
     (work / "rules.yml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
@@ -89,6 +94,16 @@ KUBE_PROMETHEUS_NAMES = {
     "KubeNodeNotReady", "KubeNodeUnreachable", "KubeletTooManyPods", "KubeNodeReadinessFlapping", "KubeNodePressure",
     "KubeletPlegDurationHigh", "KubeletPodStartUpLatencyHigh", "KubeletClientCertificateExpiration",
     "KubeletServerCertificateExpiration", "KubeletDown",
+    "PrometheusBadConfig", "PrometheusKubernetesListWatchFailures", "PrometheusNotificationQueueRunningFull",
+    "PrometheusErrorSendingAlertsToSomeAlertmanagers", "PrometheusNotConnectedToAlertmanagers",
+    "PrometheusTSDBReloadsFailing", "PrometheusTSDBCompactionsFailing", "PrometheusNotIngestingSamples",
+    "PrometheusDuplicateTimestamps", "PrometheusOutOfOrderTimestamps", "PrometheusRuleFailures",
+    "PrometheusMissingRuleEvaluations", "PrometheusTargetLimitHit", "PrometheusLabelLimitHit",
+    "PrometheusScrapeBodySizeLimitHit", "PrometheusScrapeSampleLimitHit", "PrometheusTargetSyncFailure",
+    "PrometheusHighQueryLoad",
+    "AlertmanagerFailedReload", "AlertmanagerMembersInconsistent", "AlertmanagerFailedToSendAlerts",
+    "AlertmanagerClusterFailedToSendAlerts", "AlertmanagerConfigInconsistent", "AlertmanagerClusterDown",
+    "AlertmanagerClusterCrashlooping",
 }
 # Needs the kubelet's own /metrics (job kubelet): not installed where the kubelet is not scraped.
 KUBELET_METRIC_ALERTS = {
@@ -138,3 +153,57 @@ def test_selectors_come_from_variables(render):
     text = (out / "prometheusrules.yaml").read_text()
     assert 'kube_deployment_spec_replicas{job=\\"ksm\\"}' in text
     assert "@ksm" not in text and "@kubelet" not in text
+
+
+# Installed only where several replicas can compare (or see) each other, or where an Alertmanager exists.
+ALERTMANAGER_CLUSTER_ALERTS = {
+    "AlertmanagerMembersInconsistent", "AlertmanagerConfigInconsistent", "AlertmanagerClusterFailedToSendAlerts",
+    "AlertmanagerClusterDown", "AlertmanagerClusterCrashlooping",
+}
+PROMETHEUS_NOTIFICATION_ALERTS = {
+    "PrometheusNotificationQueueRunningFull", "PrometheusErrorSendingAlertsToSomeAlertmanagers",
+    "PrometheusNotConnectedToAlertmanagers",
+}
+
+
+def rule_names(out: Path) -> set[str]:
+    return {obj["metadata"]["name"] for obj in load_all(out / "prometheusrules.yaml")}
+
+
+def test_self_monitoring_follows_the_prometheus_role(render, rules):
+    default = render("alert_rules")
+    names = rendered_alerts(default)
+    assert {"unimon-prometheus", "unimon-alertmanager"} <= rule_names(default)
+    assert {"PrometheusBadConfig", "AlertmanagerFailedReload", "AlertmanagerFailedToSendAlerts"} | PROMETHEUS_NOTIFICATION_ALERTS <= names
+    # One Prometheus and one Alertmanager replica (the prometheus role's defaults): nothing to compare.
+    assert not (ALERTMANAGER_CLUSTER_ALERTS | {"PrometheusNotIngestingSamples"}) & names
+    assert ALERTMANAGER_CLUSTER_ALERTS | {"PrometheusNotIngestingSamples"} <= set(alerts(rules))
+    # No Alertmanager deployed: no alertmanager family, no alerts about sending to it, the rest stays.
+    out = render("alert_rules", prometheus_alertmanager_enabled=False)
+    assert "unimon-alertmanager" not in rule_names(out) and "unimon-prometheus" in rule_names(out)
+    names = rendered_alerts(out)
+    assert not PROMETHEUS_NOTIFICATION_ALERTS & names and not any(n.startswith("Alertmanager") for n in names)
+    assert "PrometheusRuleFailures" in names
+
+
+def test_self_monitoring_selects_the_prometheus_roles_jobs(render):
+    """The default selectors are the jobs Prometheus gives the prometheus role's ServiceMonitors: without a jobLabel,
+    the operator names the job after the Service the ServiceMonitor selects."""
+    objs = load_all(render("prometheus") / "prometheus.yaml") + load_all(render("prometheus") / "alertmanager.yaml")
+    services = [o for o in objs if o["kind"] == "Service"]
+    monitors = [o for o in objs if o["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 2
+    for mon in monitors:
+        assert "jobLabel" not in mon["spec"]
+        want = mon["spec"]["selector"]["matchLabels"]
+        selected = [s["metadata"]["name"] for s in services if want.items() <= s["metadata"]["labels"].items()]
+        assert len(selected) == 1, selected
+        job = selected[0]
+        family = job.split("-")[0]
+        exprs = [r["expr"] for obj in load_all(render("alert_rules") / "prometheusrules.yaml")
+                 if obj["metadata"]["name"] == f"unimon-{family}" for g in obj["spec"]["groups"] for r in g["rules"]]
+        assert exprs and all(f'{{job="{job}"}}' in e for e in exprs), (job, exprs)
+    out = render("alert_rules", prometheus_name="mon")
+    text = (out / "prometheusrules.yaml").read_text()
+    assert 'job=\\"prometheus-mon\\"' in text and 'job=\\"alertmanager-mon\\"' in text
+    assert "@prometheus" not in text and "@alertmanager" not in text
