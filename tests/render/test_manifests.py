@@ -77,3 +77,27 @@ def test_operator_refreshes_the_kubelet_service_as_often_as_asked(render, period
     args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
     assert f"--kubelet-sync-period={period or '3m'}" in args
     assert "--kubelet-service=kube-system/kubelet" in args
+
+
+def pod_specs(obj: dict) -> list[dict]:
+    """The pod specs an object makes: workloads' templates, and the operator's Prometheus and Alertmanager
+    resources, whose spec.securityContext becomes their pods'."""
+    kind, spec = obj["kind"], obj.get("spec", {})
+    if kind in {"Deployment", "DaemonSet", "StatefulSet", "Job"}:
+        return [spec["template"]["spec"]]
+    if kind == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    if kind in {"Pod", "Prometheus", "Alertmanager"}:
+        return [spec]
+    return []
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_pod_runs_under_the_runtime_default_seccomp_profile(render, role):
+    """Pod Security's restricted level asks for it; the node agents (host network and host paths) too."""
+    for obj in (o for f in sorted(render(role).glob("*.yaml")) for o in load_all(f)):
+        for spec in pod_specs(obj):
+            pod_level = (spec.get("securityContext") or {}).get("seccompProfile", {}).get("type")
+            for container in spec.get("containers", []) + spec.get("initContainers", []):
+                profile = (container.get("securityContext") or {}).get("seccompProfile", {}).get("type", pod_level)
+                assert profile == "RuntimeDefault", f"{obj['kind']}/{obj['metadata']['name']} container {container['name']}"
