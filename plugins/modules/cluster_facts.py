@@ -362,15 +362,8 @@ def gather(cluster, params):
     facts['node_cidrs'] = host_cidrs(addresses)
     facts['log_format'] = log_format_of(formats)
 
-    # Installed means deployed: the CRD (virt-operator) and a KubeVirt CR (one per cluster).
-    kubevirt = {'installed': False, 'crd': False, 'namespace': '', 'version': '', 'phase': ''}
-    if cluster.get('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/kubevirts.kubevirt.io') is not None:
-        kubevirt['crd'] = True
-        crs = cluster.items('/apis/kubevirt.io/v1/kubevirts')
-        if crs:
-            kubevirt.update(installed=True, namespace=crs[0]['metadata'].get('namespace', ''),
-                            version=crs[0].get('status', {}).get('observedKubeVirtVersion', ''),
-                            phase=crs[0].get('status', {}).get('phase', ''))
+    crd = cluster.get('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/kubevirts.kubevirt.io') is not None
+    kubevirt = kubevirt_facts(crd, cluster.items('/apis/kubevirt.io/v1/kubevirts') if crd else [])
     facts['kubevirt'] = kubevirt
 
     facts.update(metrics_api_facts(cluster.get('/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io')))
@@ -403,6 +396,19 @@ def gather(cluster, params):
     facts['prometheus_operator_crds']['action'] = crd_action(facts['prometheus_operator_crds'], params['operator_version'])
     facts['evidence'] = evidence(facts)
     return facts
+
+
+def kubevirt_facts(crd, crs):
+    """Installed means deployed: the CRD (virt-operator) and a KubeVirt CR, in whatever namespace it lives
+    (kubevirt upstream, openshift-cnv under HyperConverged, where it is named kubevirt-kubevirt-hyperconverged)."""
+    kubevirt = {'installed': False, 'crd': bool(crd), 'namespace': '', 'name': '', 'version': '', 'phase': ''}
+    if crd and crs:
+        cr = crs[0]  # virt-operator serves one KubeVirt CR per cluster
+        kubevirt.update(installed=True, namespace=cr['metadata'].get('namespace', ''),
+                        name=cr['metadata'].get('name', ''),
+                        version=cr.get('status', {}).get('observedKubeVirtVersion', ''),
+                        phase=cr.get('status', {}).get('phase', ''))
+    return kubevirt
 
 
 def version_tuple(version):

@@ -60,6 +60,7 @@ CASES = [
     ("kubelet_auth_token_file", '"relative/token"', "kubelet_auth_token_file"),
     ("kubelet_auth_allow_nodes_proxy", '"maybe"', "kubelet_auth_allow_nodes_proxy"),
     ("kubevirt_monitoring_watchdog_action", '"explode"', "kubevirt_monitoring_watchdog_action"),
+    ("kubevirt_monitoring_default_architecture", '"ppc64le"', "kubevirt_monitoring_default_architecture"),
     ("kubevirt_monitoring_guest_memory_ratio", "1.5", "kubevirt_monitoring_guest_memory_ratio"),
     ("kubevirt_monitoring_disk_latency_factor", "0.5", "kubevirt_monitoring_disk_latency_factor"),
     ("kubevirt_monitoring_agent_disconnected_for", '"ten minutes"', "kubevirt_monitoring_agent_disconnected_for"),

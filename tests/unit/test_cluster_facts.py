@@ -124,3 +124,18 @@ def test_host_cidrs_of_node_internal_ips(cf):
                                      {"type": "InternalIP", "address": "fd00::2"}, {"type": "ExternalIP", "address": "1.2.3.4"}]}}
     ips = cf.node_internal_ips(node) + cf.node_internal_ips({"status": {}}) + ["10.0.0.2"]
     assert cf.host_cidrs(ips) == ["10.0.0.2/32", "fd00::2/128"]
+
+
+@pytest.mark.parametrize("crd,crs,expected", [
+    (False, [], {"installed": False, "crd": False, "namespace": "", "name": ""}),
+    (True, [], {"installed": False, "crd": True, "namespace": "", "name": ""}),
+    (True, [{"metadata": {"namespace": "kubevirt", "name": "kubevirt"},
+             "status": {"observedKubeVirtVersion": "v1.6.0", "phase": "Deployed"}}],
+     {"installed": True, "crd": True, "namespace": "kubevirt", "name": "kubevirt", "version": "v1.6.0"}),
+    # HyperConverged (OpenShift Virtualization): the CR lives in openshift-cnv under the HCO's name.
+    (True, [{"metadata": {"namespace": "openshift-cnv", "name": "kubevirt-kubevirt-hyperconverged"}, "status": {}}],
+     {"installed": True, "namespace": "openshift-cnv", "name": "kubevirt-kubevirt-hyperconverged", "version": ""}),
+], ids=["no-crd", "crd-only", "upstream", "hyperconverged"])
+def test_kubevirt_cr_in_any_namespace_with_its_name(cf, crd, crs, expected):
+    facts = cf.kubevirt_facts(crd, crs)
+    assert {k: facts[k] for k in expected} == expected

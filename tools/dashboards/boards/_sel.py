@@ -9,6 +9,8 @@ POD = NS + ', pod=~"$pod"'
 # containers; per-container panels leave both out.
 CONTAINER = POD + ', container!="", container!="POD"'
 VM = NS + ', name=~"$vm"'
+# virt-controller's migration results name the VMI in `vmi` (and the migration in `vmim`), not in `name`.
+VM_MIGRATION = NS + ', vmi=~"$vm"'
 NODE = CL + ', instance=~"$node"'
 # Filesystems that are not node storage (same filter as the node alerts of alert_rules).
 FS = 'fstype!~"tmpfs|overlay|squashfs|nsfs|ramfs", mountpoint!~"/var/lib/kubelet/pods/.+"'

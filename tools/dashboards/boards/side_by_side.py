@@ -15,7 +15,7 @@ BOARD = Dashboard(
     variables=[CLUSTER, NAMESPACE, WORKLOAD, POD, VM],
     rows=[
         row("CPU against its ceiling (CPU limit | vCPUs)", _pod.cpu(), _vm.cpu()),
-        row("CPU contention (CFS throttling | vCPU delay and IO wait)", _pod.throttling(), _vm.vcpu_wait()),
+        row("CPU contention (CFS throttling | vCPU delay and vCPU wait)", _pod.throttling(), _vm.vcpu_wait()),
         row("Memory against its limit (working set | guest used)", _pod.memory(), _vm.memory()),
         row("Network", _pod.network(), _vm.network()),
         row("Disk throughput", _pod.disk(), _vm.disk()),

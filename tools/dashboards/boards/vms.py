@@ -9,7 +9,7 @@ from . import _vm
 BOARD = Dashboard(
     uid="unimon-vms",
     title="unimon / Virtual machines",
-    description="KubeVirt VMs: vCPU time, vCPU delay and IO wait, guest memory, disk latency and IOPS, network, "
+    description="KubeVirt VMs: vCPU time, vCPU delay and vCPU wait, guest memory, disk latency and IOPS, network, "
                 "guest agent, live migrations.",
     tags=["kubevirt", "vms"],
     variables=[CLUSTER, NAMESPACE, VM],
