@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import labctl as lab
@@ -66,6 +67,10 @@ def _token(ns: str, sa: str, source: dict) -> bytes:
 def materialize(volume: dict, dest: Path, pod: dict) -> Path:
     """Write one pod volume's files under dest and return it."""
     ns = pod["metadata"]["namespace"]
+    if "emptyDir" not in volume and dest.exists():
+        # A kubelet's Secret or ConfigMap volume holds exactly the current keys: files of an earlier adoption
+        # (the operator's rule files are named after each PrometheusRule's UID) must not stay loaded.
+        shutil.rmtree(dest)
     dest.mkdir(parents=True, exist_ok=True)
     files: dict[str, bytes] = {}
     if "secret" in volume:

@@ -284,11 +284,12 @@ def test_kubevirt_crd_and_cr(detect, api, ns):
         crs = custom.list_cluster_custom_object("kubevirt.io", "v1", "kubevirts")["items"]
         assert detected["kubevirt"]["installed"] is True and detected["kubevirt_monitoring"] is True
         if len(crs) == 1:
-            assert detected["kubevirt"] == {"installed": True, "crd": True, "namespace": ns, "version": "v1.6.2",
-                                            "phase": "Deployed"}
+            assert detected["kubevirt"] == {"installed": True, "crd": True, "namespace": ns, "name": "kubevirt",
+                                            "version": "v1.6.2", "phase": "Deployed"}
         else:  # another test's KubeVirt CR exists too: the first one listed is reported
             first = crs[0]
             assert detected["kubevirt"]["namespace"] == first["metadata"]["namespace"]
+            assert detected["kubevirt"]["name"] == first["metadata"]["name"]
     finally:
         try:
             custom.delete_namespaced_custom_object("kubevirt.io", "v1", ns, "kubevirts", "kubevirt")

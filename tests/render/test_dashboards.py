@@ -106,7 +106,7 @@ def test_vcpu_wait_is_not_called_io_wait():
     for path in VM_BOARDS:
         text = path.read_text()
         assert not re.search(r"\bI/?O wait\b", text.replace("not guest I/O wait", "")), path.name
-    labels = [t["legendFormat"] for _, _, t in vm_targets() if "kubevirt_vmi_vcpu_wait_seconds_total" in t["expr"]]
+    labels = [t["legendFormat"] for *_where, t in vm_targets() if "kubevirt_vmi_vcpu_wait_seconds_total" in t["expr"]]
     assert labels and all("vCPU wait (host scheduler)" in label for label in labels)
 
 

@@ -35,7 +35,7 @@ def looked_up(*vms: tuple[str, str, str | None]) -> dict:
 
 def vm_patches(render, vms, **extra) -> dict[str, dict]:
     out = render("kubevirt_monitoring", partials=PARTIALS, kubevirt_monitoring_watchdog_action="reset",
-                 kubevirt_monitoring_resilient_vms=[{"namespace": ns, "name": n} for ns, n, _ in vms],
+                 kubevirt_monitoring_resilient_vms=[{"namespace": ns, "name": n} for ns, n, _arch in vms],
                  _kubevirt_monitoring_vms=looked_up(*vms), **extra)
     return {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o for o in load_all(out / "_vm-patches.yaml")}
 
@@ -133,7 +133,7 @@ def run_present_checks(tmp_path: Path, vms, **extra) -> subprocess.CompletedProc
                        {"ansible.builtin.include_vars": {"file": str(role / "vars" / "main.yml")}},
                        {"ansible.builtin.set_fact": {"_kubevirt_monitoring_vms": looked_up(*vms)}}] + checks}]
     (tmp_path / "checks.yml").write_text(yaml.safe_dump(play))
-    variables = {"kubevirt_monitoring_resilient_vms": [{"namespace": ns, "name": n} for ns, n, _ in vms], **extra}
+    variables = {"kubevirt_monitoring_resilient_vms": [{"namespace": ns, "name": n} for ns, n, _arch in vms], **extra}
     return subprocess.run([str(BIN / "ansible-playbook"), str(tmp_path / "checks.yml"), "-e", json.dumps(variables)],
                           capture_output=True, text=True, check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
 
