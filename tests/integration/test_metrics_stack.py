@@ -25,6 +25,8 @@ from lab_fixtures import REPO, wait_until
 NS = "unimon"
 PROXY = f"/api/v1/namespaces/{NS}/services/prometheus-unimon:web/proxy"
 PROMETHEUS_PLAY = str(REPO / "tests" / "integration" / "playbooks" / "prometheus.yml")
+# The kubelet paths the prometheus role's kubelet ServiceMonitor scrapes.
+KUBELET_PATHS = ("/metrics", "/metrics/cadvisor", "/metrics/probes")
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +109,18 @@ def test_kubelet_endpoints_discovered_for_every_path(stack, api):
         ts = [t for t in active_targets(api) if t["labels"].get("job") == "kubelet"]
         return ts if len(ts) == 6 else None
     ts = wait_until("6 kubelet targets (2 nodes x 3 paths)", kubelet, 90, 3)
-    assert {t["labels"]["metrics_path"] for t in ts} == {"/metrics", "/metrics/cadvisor", "/metrics/probes"}
+    assert {t["labels"]["metrics_path"] for t in ts} == set(KUBELET_PATHS)
     assert all(t["scrapeUrl"].startswith("https://") and ":10250/" in t["scrapeUrl"] for t in ts)
 
 
-def test_generated_config_passes_promtool(stack, lab, core):
+def generated_config(core) -> bytes:
+    """The Prometheus configuration the operator generated (its Secret holds it gzipped)."""
     secret = core.read_namespaced_secret("prometheus-unimon", NS)
-    config = gzip.decompress(base64.b64decode(secret.data["prometheus.yaml.gz"]))
+    return gzip.decompress(base64.b64decode(secret.data["prometheus.yaml.gz"]))
+
+
+def test_generated_config_passes_promtool(stack, lab, core):
+    config = generated_config(core)
     res = subprocess.run([lab["promtool"], "check", "config", "--syntax-only", "/dev/stdin"], input=config,
                          capture_output=True, check=False)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
@@ -341,7 +348,6 @@ def test_every_metric_a_dashboard_or_rule_queries_exists(stack, api, lab, tmp_pa
 # The last tests of this module add the lab's two real nodes (kubelet, containerd, runc: tests/real_nodes.py)
 # to the converged stack; the tests above count the two kwok nodes only.
 REAL_NS = "lab-real-scrape"
-KUBELET_PATHS = ("/metrics", "/metrics/cadvisor", "/metrics/probes")
 # A container that wants a whole CPU under a 20m limit: CFS throttles it in nearly every period.
 SPINNER = {"name": "spinner", "resources": {"limits": {"cpu": "20m", "memory": "16Mi"}},
            "script": "while :; do :; done"}
@@ -378,7 +384,7 @@ def test_prometheus_scrapes_the_real_kubelets(real, api, core):
         raise AssertionError(f"real kubelet targets: {seen}") from None
     for node in real_nodes.NODES:
         assert ts[(node, "/metrics")]["scrapeUrl"] == f"https://{real_nodes.NODE_IPS[node]}:10250/metrics"
-    config = gzip.decompress(base64.b64decode(core.read_namespaced_secret("prometheus-unimon", NS).data["prometheus.yaml.gz"]))
+    config = generated_config(core)
     jobs = {j["job_name"]: j for j in yaml.safe_load(config)["scrape_configs"]}
     kubelet_jobs = [j for name, j in jobs.items() if "/kubelet/" in name]
     assert len(kubelet_jobs) == len(KUBELET_PATHS)
