@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from lab_fixtures import PlaybookRun
+from lab_versions import lab_versions
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_CACHE = Path(os.environ.get("UNIMON_LAB_CACHE", Path.home() / ".cache" / "unimon-lab"))
@@ -25,9 +26,7 @@ LAB_CACHE = Path(os.environ.get("UNIMON_LAB_CACHE", Path.home() / ".cache" / "un
 
 def lab_node_exporter() -> Path:
     """The node_exporter the lab builds from the Go module (lab/build.sh node_exporter)."""
-    versions = dict(line.split("=", 1) for line in (REPO / "lab" / "versions.env").read_text().split()
-                    if "=" in line)
-    return LAB_CACHE / "bin" / f"node_exporter-{versions['NODE_EXPORTER_VERSION'].strip(chr(34))}"
+    return LAB_CACHE / "bin" / f"node_exporter-{lab_versions()['NODE_EXPORTER_VERSION']}"
 
 
 def run_hosts_playbook(tmp: Path, group: str, hostvars: dict, *args: str, timeout: float = 600) -> PlaybookRun:

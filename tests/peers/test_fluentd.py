@@ -34,6 +34,7 @@ import real_nodes
 from cri_log import CHUNK
 from fluentd_documents import VARIABLE_MAPS, container_document, field_paths, vm_console_document
 from lab_fixtures import REPO, wait_until
+from lab_versions import lab_versions
 from peer_env import StoreRoot, free_port, in_pod_paths, peer_command, stop_process
 
 LOG_NS = "unimon-peer-logging"
@@ -44,7 +45,7 @@ PREFIXES = {"logging_index_prefix": f"pf{RUN}-kubernetes", "logging_vm_index_pre
 ROLE = {"logging_namespace": LOG_NS, "logging_ui": False, "logging_fluentd_service_monitor": False, **PREFIXES}
 PLAY = str(REPO / "tests" / "integration" / "logging_role.yml")
 METRICS_PORT = 24231
-ES_VERSION = re.search(r"^ELASTICSEARCH_VERSION=(\S+)", (REPO / "lab" / "versions.env").read_text(), re.M).group(1)
+ES_VERSION = lab_versions()["ELASTICSEARCH_VERSION"]
 # Longer than 16 KiB: the runtime writes them in chunks (P, P, F and P, F).
 LONG_OUT, LONG_ERR = "o" * 40000, "e" * 20000
 

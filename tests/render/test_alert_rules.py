@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab_versions import lab_versions
 from manifests import load_all
 
 HERE = Path(__file__).resolve().parent
@@ -18,8 +19,7 @@ PROMTOOL = Path.home() / ".cache" / "unimon-lab" / "bin"
 
 
 def promtool() -> str:
-    versions = dict(line.split("=", 1) for line in (REPO / "lab" / "versions.env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
+    versions = lab_versions()
     path = PROMTOOL / f"promtool-{versions['PROMETHEUS_VERSION']}"
     if not path.exists():
         pytest.fail(f"{path} missing: run make lab-build")

@@ -113,8 +113,9 @@ def test_daemonset_wiring(render_cg):
     objs = render_cg()[0]
     pod = daemonset_pod(objs)
     spec = pod["spec"]
-    kubelet_auth = yaml.safe_load((REPO / "roles" / "kubelet_auth" / "defaults" / "main.yml").read_text())
-    assert spec["serviceAccountName"] == kubelet_auth["kubelet_auth_service_account"]
+    # The kubelet_auth role's ServiceAccount, defined in roles/_common because categraf reads it.
+    shared = yaml.safe_load((REPO / "roles" / "_common" / "defaults" / "main.yml").read_text())
+    assert spec["serviceAccountName"] == shared["kubelet_auth_service_account"] == "unimon-kubelet-scraper"
     assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert spec["tolerations"] == [{"operator": "Exists"}]
     (ctr,) = spec["containers"]

@@ -129,7 +129,8 @@ def run_present_checks(tmp_path: Path, vms, **extra) -> subprocess.CompletedProc
     checks = [t for t in tasks if t["name"].startswith(("Require every listed VM", "Say which VMs get no watchdog"))]
     assert len(checks) == 2
     play = [{"name": "checks", "hosts": "localhost", "connection": "local", "gather_facts": False,
-             "tasks": [{"ansible.builtin.include_vars": {"file": str(role / "defaults" / "main.yml")}},
+             "tasks": [{"ansible.builtin.include_vars": {"file": str(REPO / "roles" / "_common" / "defaults" / "main.yml")}},
+                       {"ansible.builtin.include_vars": {"file": str(role / "defaults" / "main.yml")}},
                        {"ansible.builtin.include_vars": {"file": str(role / "vars" / "main.yml")}},
                        {"ansible.builtin.set_fact": {"_kubevirt_monitoring_vms": looked_up(*vms)}}] + checks}]
     (tmp_path / "checks.yml").write_text(yaml.safe_dump(play))

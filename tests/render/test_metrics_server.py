@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lab_versions import lab_versions
 from manifests import load_all
 
 HERE = Path(__file__).resolve().parent
@@ -121,8 +122,7 @@ def metrics_server_flags(lab) -> set[str]:
 
 
 def _version() -> str:
-    env = (HERE.parents[1] / "lab" / "versions.env").read_text()
-    return next(line.split("=", 1)[1].strip() for line in env.splitlines() if line.startswith("METRICS_SERVER_VERSION="))
+    return lab_versions()["METRICS_SERVER_VERSION"]
 
 
 VARIANTS = {

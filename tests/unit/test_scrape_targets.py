@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from lab_versions import lab_versions
 from module_runner import run_module
 
 LAB_BIN = Path.home() / ".cache" / "unimon-lab" / "bin"
-VERSIONS = dict(line.split("=", 1) for line in (Path(__file__).resolve().parents[2] / "lab" / "versions.env")
-                .read_text().splitlines() if "=" in line and not line.startswith("#"))
+VERSIONS = lab_versions()
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
-"""A version pinned in a role's defaults and the version the lab builds and runs (lab/versions.env) are the
-same: the lab tiers prove the stack with the programs the roles install. Where two roles pin the same
-program (grafana's datasource follows the logging role's store), both say the same."""
+"""The versions pinned in roles/_common (unimon_versions, the one list) are what the lab builds and runs
+(lab/versions.env): the lab tiers prove the stack with the programs the roles install. Each role's version
+variable reads its pin from there instead of repeating it."""
 from __future__ import annotations
 
 import re
@@ -8,27 +8,40 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lab_versions import lab_versions
 
 REPO = Path(__file__).resolve().parents[2]
 
-# role default -> lab/versions.env key
-PINS = {
-    ("prometheus_operator", "prometheus_operator_version"): "PROMETHEUS_OPERATOR_VERSION",
-    ("kube_state_metrics", "kube_state_metrics_version"): "KUBE_STATE_METRICS_VERSION",
-    ("prometheus", "prometheus_version"): "PROMETHEUS_VERSION",
-    ("prometheus", "prometheus_alertmanager_version"): "ALERTMANAGER_VERSION",
-    ("node_exporter", "node_exporter_version"): "NODE_EXPORTER_VERSION",
-    ("metrics_server", "metrics_server_version"): "METRICS_SERVER_VERSION",
+# unimon_versions key -> lab/versions.env key
+LAB_KEYS = {
+    "prometheus_operator": "PROMETHEUS_OPERATOR_VERSION",
+    "kube_state_metrics": "KUBE_STATE_METRICS_VERSION",
+    "prometheus": "PROMETHEUS_VERSION",
+    "alertmanager": "ALERTMANAGER_VERSION",
+    "node_exporter": "NODE_EXPORTER_VERSION",
+    "metrics_server": "METRICS_SERVER_VERSION",
+    "elasticsearch": "ELASTICSEARCH_VERSION",
 }
-
-
-def lab_versions() -> dict:
-    return dict(line.split("=", 1) for line in (REPO / "lab" / "versions.env").read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
+# role variable -> the unimon_versions key it must read
+ROLE_PINS = {
+    ("prometheus_operator", "prometheus_operator_version"): "prometheus_operator",
+    ("kube_state_metrics", "kube_state_metrics_version"): "kube_state_metrics",
+    ("prometheus", "prometheus_version"): "prometheus",
+    ("prometheus", "prometheus_alertmanager_version"): "alertmanager",
+    ("node_exporter", "node_exporter_version"): "node_exporter",
+    ("metrics_server", "metrics_server_version"): "metrics_server",
+    ("categraf", "categraf_version"): "categraf",
+    ("grafana", "grafana_version"): "grafana",
+    ("logging", "logging_fluentd_version"): "fluentd",
+}
 
 
 def defaults(role: str) -> dict:
     return yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
+
+
+def pins() -> dict:
+    return defaults("_common")["unimon_versions"]
 
 
 def release_of(lab_value: str) -> str:
@@ -37,15 +50,30 @@ def release_of(lab_value: str) -> str:
     return f"v3.{int(m.group(1))}.{m.group(2)}" if m else lab_value
 
 
-@pytest.mark.parametrize("role,var", sorted(PINS))
-def test_role_pin_is_what_the_lab_runs(role, var):
-    assert defaults(role)[var] == release_of(lab_versions()[PINS[(role, var)]]), \
-        f"roles/{role}/defaults/main.yml {var} and lab/versions.env {PINS[(role, var)]} differ"
+@pytest.mark.parametrize("key", sorted(LAB_KEYS))
+def test_pin_is_what_the_lab_runs(key):
+    assert pins()[key] == release_of(lab_versions()[LAB_KEYS[key]]), \
+        f"roles/_common/defaults/main.yml unimon_versions.{key} and lab/versions.env {LAB_KEYS[key]} differ"
 
 
-def test_store_version_is_pinned_once_per_backend():
-    logging = defaults("logging")["logging_store_version"]
-    pins = re.findall(r"'(\d+\.\d+\.\d+)'", logging)
-    assert pins[0] == lab_versions()["ELASTICSEARCH_VERSION"], "the lab's Elasticsearch is the logging role's"
-    copies = re.findall(r"'(\d+\.\d+\.\d+)'", defaults("grafana")["grafana_logs_store_version"])
-    assert copies == pins, f"grafana_logs_store_version pins {copies}, logging_store_version {pins}"
+@pytest.mark.parametrize("role,var", sorted(ROLE_PINS))
+def test_role_reads_its_pin(role, var):
+    assert defaults(role)[var] == f"{{{{ unimon_versions.{ROLE_PINS[(role, var)]} }}}}", \
+        f"roles/{role}/defaults/main.yml {var} repeats a version instead of reading unimon_versions"
+
+
+def test_every_pin_is_read():
+    used = set(ROLE_PINS.values()) | {"elasticsearch", "opensearch"}  # the store's, by logging_backend
+    assert set(pins()) == used
+
+
+def test_no_role_default_pins_a_version_of_its_own():
+    """A literal version in a role's defaults would be a second list beside unimon_versions."""
+    version = re.compile(r"^[a-z_]+_version: ['\"]?v?\d+\.\d+\.\d+", re.M)
+    offenders = [str(p.relative_to(REPO)) for p in REPO.glob("roles/[!_]*/defaults/main.yml") if version.search(p.read_text())]
+    assert not offenders, offenders
+
+
+def test_the_store_version_follows_the_backend():
+    assert defaults("logging")["logging_store_version"] == "{{ unimon_versions[logging_backend] }}"
+    assert "unimon_versions[grafana_logs_backend]" in defaults("grafana")["grafana_logs_store_version"]
