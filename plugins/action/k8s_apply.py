@@ -18,6 +18,7 @@ import json
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 from ansible_collections.unimon.stack.plugins.module_utils.k8s_apply import (
     HAS_KUBERNETES_CORE, CoreException, apply_and_delete, argument_spec)
 
@@ -64,7 +65,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("unimon.stack.k8s_apply needs the kubernetes.core collection and the kubernetes Python library")
         dummy, params = self.validate_argument_spec(argument_spec())
         # Plain data for the client: the objects arrive as Ansible's tagged types.
-        for key in ("present", "absent"):
+        for key in ("present", "absent", "definitions"):
             params[key] = json.loads(json.dumps(params[key]))
         module = ControllerModule(params, bool(self._task.check_mode), bool(self._task.diff))
         try:
@@ -75,4 +76,7 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg="k8s_apply: {0}".format(to_native(exc)))
         if module.warnings:
             result["warnings"] = module.warnings
+        if result.get("would_create") and not (self._task.no_log or self._play_context.no_log):
+            # Shown without -v: a check-mode run says what it could not dry-run.
+            Display().display("would create {0}".format(result["would_create"]))
         return result

@@ -28,6 +28,8 @@ except ImportError:  # the callers say so
 
 
 OPTIONS = dict(
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    definitions=dict(type="list", elements="dict", default=[]),
     present=dict(type="list", elements="dict", default=[]),
     absent=dict(type="list", elements="dict", default=[]),
     namespace=dict(type="str", default=""),
@@ -38,6 +40,13 @@ OPTIONS = dict(
     wait_absent=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=120),
     wait_sleep=dict(type="int", default=1),
+    wait_for=dict(type="list", elements="dict", default=[], options=dict(
+        kind=dict(type="str", required=True),
+        name=dict(type="str"),
+        condition=dict(type="dict", options=dict(type=dict(type="str", required=True), status=dict(type="str", default="True"))),
+    )),
+    ensure_namespace=dict(type="str", default=""),
+    pod_security_level=dict(type="str", default="privileged", choices=["privileged", "baseline", "restricted"]),
 )
 
 
@@ -84,6 +93,25 @@ def phase_params(params, state):
     }
 
 
+def shared_namespace(name, level):
+    """The one definition of the shared namespace: every role applies it with the same field manager, so no
+    role's apply removes another role's labels. node-exporter, categraf and Fluentd need host namespaces and
+    host paths, hence the Pod Security level as a setting (unimon_pod_security_level)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/part-of": "unimon",
+                "app.kubernetes.io/managed-by": "unimon.stack",
+                "pod-security.kubernetes.io/enforce": level,
+                "pod-security.kubernetes.io/warn": level,
+            },
+        },
+    }
+
+
 def namespace_missing(svc, namespace):
     resource = svc.find_resource("Namespace", "v1", fail=True)
     return not exists(svc.retrieve(resource, {"metadata": {"name": namespace}}))
@@ -124,23 +152,44 @@ def wait_all(svc, definitions):
                 duration, ref_text(object_ref(definition)), "gone" if svc.module.params["state"] == "absent" else "ready"))
 
 
+def wait_selected(svc, applied, wait_for):
+    """Wait for the applied objects each O(wait_for) entry names (by kind, and name when given), with the
+    entry's condition or else kubernetes.core's readiness rule for that kind."""
+    for entry in wait_for:
+        chosen = [d for d in applied if d.get("kind") == entry["kind"]
+                  and (not entry.get("name") or (d.get("metadata") or {}).get("name") == entry["name"])]
+        if not chosen:
+            raise CoreException("wait_for {0}{1}: no such object among those applied".format(
+                entry["kind"], "/" + entry["name"] if entry.get("name") else ""))
+        view = PhaseView(svc.module, wait_condition=entry.get("condition"))
+        wait_all(K8sService(svc.client, view), chosen)
+
+
 def apply_and_delete(module, client):
     """module: anything with params, check_mode, _diff and warn (an AnsibleK8SModule, or the action plugin's view).
     Returns the result; raises CoreException on the first error."""
     params = module.params
     report, diffs, listed = [], [], []
-    present = params["present"]
+    removing = params["state"] == "absent"
+    # state: absent removes the role's objects; they are waited for only through wait_absent.
+    present = params["present"] + ([] if removing else params["definitions"])
+    absent = params["absent"] + (params["definitions"] if removing else [])
+    namespaces = [] if removing or not params["ensure_namespace"] else [
+        shared_namespace(params["ensure_namespace"], params["pod_security_level"])]
     if present and module.check_mode and params["namespace"]:
         if namespace_missing(K8sService(client, module), params["namespace"]):
             listed = ["{0}/{1}".format(d.get("kind"), (d.get("metadata") or {}).get("name")) for d in present]
             present = []
     apply_svc = K8sService(client, PhaseView(module, **phase_params(params, "present")))
-    applied = run_phase(apply_svc, present, report, diffs)
+    # The namespace first (a server-side dry run of a new Namespace works, so check mode shows it too).
+    applied = run_phase(apply_svc, namespaces + present, report, diffs)
     delete_svc = K8sService(client, PhaseView(module, **phase_params(params, "absent")))
-    deleted = run_phase(delete_svc, params["absent"], report, diffs)
+    deleted = run_phase(delete_svc, absent, report, diffs)
     if not module.check_mode:  # nothing was written in check mode, nothing to wait for
         if params["wait"]:
             wait_all(apply_svc, [d for d, dummy in applied])
+        if params["wait_for"] and not removing:
+            wait_selected(apply_svc, [d for d, dummy in applied], params["wait_for"])
         if params["wait_absent"]:
             wait_all(delete_svc, [d for d, changed in deleted if changed])
     result = {"changed": any(r["changed"] for r in report) or bool(listed), "objects": report}

@@ -24,6 +24,19 @@ extends_documentation_fragment:
   - unimon.stack.k8s_auth
   - unimon.stack.k8s_auth.login
 options:
+  state:
+    description:
+      - What to do with O(definitions) (a role's objects); O(present) and O(absent) are applied and deleted
+        whatever the state.
+      - With V(absent), O(ensure_namespace) and O(wait_for) are left out.
+    type: str
+    default: present
+    choices: [present, absent]
+  definitions:
+    description: Objects applied server-side when O(state=present), deleted when O(state=absent).
+    type: list
+    elements: dict
+    default: []
   present:
     description: Objects to apply server-side.
     type: list
@@ -76,6 +89,44 @@ options:
     description: Seconds between two looks while waiting.
     type: int
     default: 1
+  wait_for:
+    description:
+      - Objects of O(present) to wait for, after all objects are written; the others are not waited for.
+      - Each entry picks the applied objects of one kind (and one name, when given).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      kind:
+        description: Kind of the objects to wait for.
+        type: str
+        required: true
+      name:
+        description: Name of the object to wait for; every object of O(wait_for[].kind) when left out.
+        type: str
+      condition:
+        description: A status condition to wait for; kubernetes.core's readiness rule for the kind when left out.
+        type: dict
+        suboptions:
+          type:
+            description: Condition type.
+            type: str
+            required: true
+          status:
+            description: Condition status.
+            type: str
+            default: "True"
+  ensure_namespace:
+    description:
+      - Name of the shared namespace to apply before O(present), with the labels every role gives it (part-of,
+        managed-by and the Pod Security level O(pod_security_level)). Empty applies no namespace.
+    type: str
+    default: ""
+  pod_security_level:
+    description: Pod Security level (enforce and warn) of O(ensure_namespace).
+    type: str
+    default: privileged
+    choices: [privileged, baseline, restricted]
 attributes:
   check_mode:
     description: Server-side dry run; objects in a namespace that does not exist yet are listed instead.
@@ -93,6 +144,11 @@ EXAMPLES = r"""
     present: "{{ lookup('ansible.builtin.template', 'enabled.yaml.j2') | unimon.stack.from_k8s_yaml }}"
     absent: "{{ lookup('ansible.builtin.template', 'disabled.yaml.j2') | unimon.stack.from_k8s_yaml }}"
     namespace: unimon
+    ensure_namespace: unimon
+    wait_for:
+      - kind: Deployment
+        name: grafana
+        condition: {type: Available}
 """
 
 RETURN = r"""

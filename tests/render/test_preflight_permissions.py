@@ -75,7 +75,7 @@ def test_every_rendered_object_is_covered(render, discovery, role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_shared_namespace_and_crds_are_covered(role):
-    """Objects not rendered from templates: the shared Namespace (k8s_objects tasks_from namespace) and CRDs."""
+    """Objects not rendered from templates: the shared Namespace (k8s_apply ensure_namespace) and CRDs."""
     task_dir = REPO / "roles" / role / "tasks"
     tasks = "".join(p.read_text() for p in task_dir.glob("*.yml"))
     kinds = {e.get("kind") for e in PERMS[role]}
