@@ -28,11 +28,27 @@ def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def timed(*cmd: str) -> float:
+    return run_timed(*cmd)[0]
+
+
+def run_timed(*cmd: str) -> tuple[float, str]:
     t0 = time.perf_counter()
     res = sh(*cmd, check=False)
     if res.returncode != 0:
         sys.exit(f"bench: {' '.join(cmd[:3])} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, res.stdout
+
+
+def task_results(out: str) -> str:
+    """ok and skipped task results of a run, summed over the hosts of its PLAY RECAP."""
+    counts = {"ok": 0, "changed": 0, "skipped": 0}
+    for line in out.splitlines():
+        if " : ok=" in line:
+            for field in line.split(":", 1)[1].split():
+                key, _, value = field.partition("=")
+                if key in counts:
+                    counts[key] += int(value)
+    return f"{counts['ok'] + counts['skipped']} tasks (ok {counts['ok']}, changed {counts['changed']}, skipped {counts['skipped']})"
 
 
 def main() -> int:
@@ -49,8 +65,8 @@ def main() -> int:
         uninstall = playbook + [str(REPO / "playbooks" / "uninstall.yml"), "-e", "unimon_remove_crds=true"]
 
         timed(*uninstall)
-        site_first = timed(*playbook, str(REPO / "playbooks" / "site.yml"))
-        site_rerun = timed(*playbook, str(REPO / "playbooks" / "site.yml"))
+        site_first, first_out = run_timed(*playbook, str(REPO / "playbooks" / "site.yml"))
+        site_rerun, rerun_out = run_timed(*playbook, str(REPO / "playbooks" / "site.yml"))
         timed(*uninstall)
 
         def kubectl_apply() -> float:
@@ -66,9 +82,9 @@ def main() -> int:
         sh(*kubectl, "delete", "namespace", "unimon", "--wait=true", check=False)
         sh(*kubectl, "delete", "-f", str(crds), check=False)
     print(f"site.yml first run   {site_first:7.1f} s   kubectl apply --server-side {kubectl_first:6.1f} s   "
-          f"ratio {site_first / kubectl_first:5.1f}x")
+          f"ratio {site_first / kubectl_first:5.1f}x   {task_results(first_out)}")
     print(f"site.yml rerun       {site_rerun:7.1f} s   kubectl apply --server-side {kubectl_rerun:6.1f} s   "
-          f"ratio {site_rerun / kubectl_rerun:5.1f}x")
+          f"ratio {site_rerun / kubectl_rerun:5.1f}x   {task_results(rerun_out)}")
     return 0
 
 

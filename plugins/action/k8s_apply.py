@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Runs unimon.stack.k8s_apply in the controller instead of shipping it as a module.
 
-Every k8s_objects include calls it, so its fixed cost is paid many times per site.yml run. As a module
+Every role calls it, so its fixed cost is paid many times per site.yml run. As a module
 each call started a Python, unpacked the module and imported the kubernetes client (about 1.5 s); here
 the imports below happen once, when the strategy loads this plugin in the main process, and each task's
 worker inherits them. The roles that call it run against localhost (connection: local), where a module
