@@ -45,7 +45,7 @@ def task_results(out: str) -> str:
     for line in out.splitlines():
         if " : ok=" in line:
             for field in line.split(":", 1)[1].split():
-                key, _, value = field.partition("=")
+                key, dummy, value = field.partition("=")
                 if key in counts:
                     counts[key] += int(value)
     return f"{counts['ok'] + counts['skipped']} tasks (ok {counts['ok']}, changed {counts['changed']}, skipped {counts['skipped']})"
