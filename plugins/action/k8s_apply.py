@@ -65,7 +65,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("unimon.stack.k8s_apply needs the kubernetes.core collection and the kubernetes Python library")
         dummy, params = self.validate_argument_spec(argument_spec())
         # Plain data for the client: the objects arrive as Ansible's tagged types.
-        for key in ("present", "absent", "definitions"):
+        for key in ("definitions", "absent"):
             params[key] = json.loads(json.dumps(params[key]))
         module = ControllerModule(params, bool(self._task.check_mode), bool(self._task.diff))
         try:

@@ -30,13 +30,10 @@ except ImportError:  # the callers say so
 OPTIONS = dict(
     state=dict(type="str", default="present", choices=["present", "absent"]),
     definitions=dict(type="list", elements="dict", default=[]),
-    present=dict(type="list", elements="dict", default=[]),
     absent=dict(type="list", elements="dict", default=[]),
     namespace=dict(type="str", default=""),
     field_manager=dict(type="str", default="unimon.stack"),
     force_conflicts=dict(type="bool", default=True),
-    wait=dict(type="bool", default=False),
-    wait_condition=dict(type="dict", options=dict(type=dict(type="str"), status=dict(type="str", default="True"), reason=dict(type="str"))),
     wait_absent=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=120),
     wait_sleep=dict(type="int", default=1),
@@ -83,7 +80,7 @@ def phase_params(params, state):
         "apply": state == "present",
         "server_side_apply": {"field_manager": params["field_manager"], "force_conflicts": params["force_conflicts"]},
         "wait": False,  # every object first, the waits afterwards (wait_all)
-        "wait_condition": params["wait_condition"] if state == "present" else None,
+        "wait_condition": None,  # set per wait_for entry (wait_selected)
         "label_selectors": None,
         "hidden_fields": None,
         "force": False,
@@ -172,7 +169,7 @@ def apply_and_delete(module, client):
     report, diffs, listed = [], [], []
     removing = params["state"] == "absent"
     # state: absent removes the role's objects; they are waited for only through wait_absent.
-    present = params["present"] + ([] if removing else params["definitions"])
+    present = [] if removing else params["definitions"]
     absent = params["absent"] + (params["definitions"] if removing else [])
     namespaces = [] if removing or not params["ensure_namespace"] else [
         shared_namespace(params["ensure_namespace"], params["pod_security_level"])]
@@ -186,8 +183,6 @@ def apply_and_delete(module, client):
     delete_svc = K8sService(client, PhaseView(module, **phase_params(params, "absent")))
     deleted = run_phase(delete_svc, absent, report, diffs)
     if not module.check_mode:  # nothing was written in check mode, nothing to wait for
-        if params["wait"]:
-            wait_all(apply_svc, [d for d, dummy in applied])
         if params["wait_for"] and not removing:
             wait_selected(apply_svc, [d for d, dummy in applied], params["wait_for"])
         if params["wait_absent"]:

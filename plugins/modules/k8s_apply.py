@@ -12,11 +12,12 @@ module: k8s_apply
 short_description: Apply some Kubernetes objects and delete others in one call
 version_added: 0.3.0
 description:
-  - Server-side applies O(present) and deletes O(absent) with one API client and one API discovery, through
+  - Server-side applies O(definitions) (or deletes them, O(state=absent)) and deletes O(absent) with one API
+    client and one API discovery, through
     kubernetes.core's own apply, delete, wait and diff code (the same results as M(kubernetes.core.k8s) called
     once per state, at the cost of one module run instead of two or more).
   - All objects are written first and waited for afterwards, so the waits overlap.
-  - In check mode, when O(namespace) does not exist yet, the objects of O(present) are listed as would-be
+  - In check mode, when O(namespace) does not exist yet, the objects to apply are listed as would-be
     created instead of dry-run (a server-side dry run into a missing namespace fails).
 author:
   - unimon.stack developers (@unimon)
@@ -26,8 +27,7 @@ extends_documentation_fragment:
 options:
   state:
     description:
-      - What to do with O(definitions) (a role's objects); O(present) and O(absent) are applied and deleted
-        whatever the state.
+      - What to do with O(definitions) (a role's objects); O(absent) is deleted whatever the state.
       - With V(absent), O(ensure_namespace) and O(wait_for) are left out.
     type: str
     default: present
@@ -37,18 +37,13 @@ options:
     type: list
     elements: dict
     default: []
-  present:
-    description: Objects to apply server-side.
-    type: list
-    elements: dict
-    default: []
   absent:
     description: Objects to delete; those already gone are left alone.
     type: list
     elements: dict
     default: []
   namespace:
-    description: Namespace the objects of O(present) live in, looked up in check mode; empty for cluster-scoped objects.
+    description: Namespace the objects to apply live in, looked up in check mode; empty for cluster-scoped objects.
     type: str
     default: ""
   field_manager:
@@ -59,24 +54,6 @@ options:
     description: Take over fields another field manager owns.
     type: bool
     default: true
-  wait:
-    description: Wait until each object of O(present) is ready (kubernetes.core's readiness rules, or O(wait_condition)).
-    type: bool
-    default: false
-  wait_condition:
-    description: A status condition every object of O(present) must reach, for example C(Established) for CRDs.
-    type: dict
-    suboptions:
-      type:
-        description: Condition type.
-        type: str
-      status:
-        description: Condition status.
-        type: str
-        default: "True"
-      reason:
-        description: Condition reason.
-        type: str
   wait_absent:
     description: Wait until each object of O(absent) is gone.
     type: bool
@@ -91,7 +68,7 @@ options:
     default: 1
   wait_for:
     description:
-      - Objects of O(present) to wait for, after all objects are written; the others are not waited for.
+      - Applied objects to wait for, after all objects are written; the others are not waited for.
       - Each entry picks the applied objects of one kind (and one name, when given).
     type: list
     elements: dict
@@ -118,7 +95,7 @@ options:
             default: "True"
   ensure_namespace:
     description:
-      - Name of the shared namespace to apply before O(present), with the labels every role gives it (part-of,
+      - Name of the shared namespace to apply before O(definitions), with the labels every role gives it (part-of,
         managed-by and the Pod Security level O(pod_security_level)). Empty applies no namespace.
     type: str
     default: ""
@@ -141,7 +118,7 @@ requirements:
 EXAMPLES = r"""
 - name: Apply the enabled objects and delete the switched-off ones
   unimon.stack.k8s_apply:
-    present: "{{ lookup('ansible.builtin.template', 'enabled.yaml.j2') | unimon.stack.from_k8s_yaml }}"
+    definitions: "{{ lookup('ansible.builtin.template', 'enabled.yaml.j2') | unimon.stack.from_k8s_yaml }}"
     absent: "{{ lookup('ansible.builtin.template', 'disabled.yaml.j2') | unimon.stack.from_k8s_yaml }}"
     namespace: unimon
     ensure_namespace: unimon
@@ -159,7 +136,7 @@ objects:
   elements: dict
   sample: [{kind: Deployment, namespace: unimon, name: grafana, method: apply, changed: true}]
 would_create:
-  description: In check mode, the objects of O(present) listed because O(namespace) does not exist yet.
+  description: In check mode, the objects to apply, listed because O(namespace) does not exist yet.
   returned: when the namespace is missing in check mode
   type: list
   elements: str
