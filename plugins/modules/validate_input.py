@@ -22,11 +22,6 @@ description:
   - The format of C(meta/checks.yml) is described in the collection's docs/validation.md.
 author:
   - unimon.stack developers (@unimon)
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 options:
   roles:
     description: Names of unimon.stack roles (C(logging) or C(unimon.stack.logging)).

@@ -73,14 +73,14 @@ def test_checks_are_well_formed(role):
 
 
 def test_defaults_pass(tmp_path):
-    (result,), _ = run_tasks(tmp_path, [validate(SITE_ROLES + ["guest_agent"], {"guest_agent_node_exporter": True})])
+    (result,), _output = run_tasks(tmp_path, [validate(SITE_ROLES + ["guest_agent"], {"guest_agent_node_exporter": True})])
     assert not result.get("failed"), result["msg"]
     assert result["validated"] == SITE_ROLES + ["guest_agent"]
 
 
 def test_every_bad_value_is_refused_naming_its_variable(tmp_path):
     """The table site.yml is tested with in the lab (one row per role there), all rows here in one run."""
-    tasks = [validate(SITE_ROLES, {var: json.loads(value)}) for var, value, _ in CASES]
+    tasks = [validate(SITE_ROLES, {var: json.loads(value)}) for var, value, _needle in CASES]
     results, out = run_tasks(tmp_path, tasks)
     wrong = [(var, value, needle, result.get("msg")) for (var, value, needle), result in zip(CASES, results)
              if not result.get("failed") or needle not in result.get("msg", "")]
@@ -89,7 +89,7 @@ def test_every_bad_value_is_refused_naming_its_variable(tmp_path):
 
 
 def test_all_problems_in_one_failure(tmp_path):
-    (result,), _ = run_tasks(tmp_path, [validate(SITE_ROLES, {
+    (result,), _output = run_tasks(tmp_path, [validate(SITE_ROLES, {
         "prometheus_replicas": "x", "logging_store_heap": "8g", "verify_expect": [{"jobb": 1}]})])
     assert result["failed"]
     assert result["msg"].startswith("Invalid input (3 problems): (1) argument 'prometheus_replicas'")
@@ -99,14 +99,14 @@ def test_all_problems_in_one_failure(tmp_path):
 
 def test_a_bad_shared_setting_is_reported_alone(tmp_path):
     """prometheus_namespace and the others derive from unimon_namespace: their own checks would fail too."""
-    (result,), _ = run_tasks(tmp_path, [validate(SITE_ROLES, {"unimon_namespace": "Bad", "prometheus_replicas": "x"})])
+    (result,), _output = run_tasks(tmp_path, [validate(SITE_ROLES, {"unimon_namespace": "Bad", "prometheus_replicas": "x"})])
     assert result["msg"].startswith("Invalid input: unimon_namespace must be a DNS label")
     assert "prometheus" not in result["msg"].split("defaults to it")[1]
 
 
 def test_argument_specs_can_be_left_to_ansible(tmp_path):
     """A type error is argument_specs' to find; with argument_specs=false only meta/checks.yml runs."""
-    results, _ = run_tasks(tmp_path, [validate(["kubelet_auth"], {"kubelet_auth_token_duration": 60}),
+    results, _output = run_tasks(tmp_path, [validate(["kubelet_auth"], {"kubelet_auth_token_duration": 60}),
                                       validate(["kubelet_auth"], {"kubelet_auth_allow_nodes_proxy": "maybe"},
                                                argument_specs=False),
                                       validate(["kubelet_auth"], {"kubelet_auth_allow_nodes_proxy": "maybe"})])
@@ -118,7 +118,7 @@ def test_argument_specs_can_be_left_to_ansible(tmp_path):
 def test_an_include_checks_the_other_role_with_its_vars(tmp_path):
     """guest_agent checks node_exporter's host mode input (its checksums) only when it installs node-exporter."""
     bad = {"node_exporter_host_checksums": {"amd64": "md5:abc"}}
-    results, _ = run_tasks(tmp_path, [validate(["guest_agent"], {**bad, "guest_agent_node_exporter": True}),
+    results, _output = run_tasks(tmp_path, [validate(["guest_agent"], {**bad, "guest_agent_node_exporter": True}),
                                       validate(["guest_agent"], {**bad, "guest_agent_node_exporter": False}),
                                       validate(["node_exporter"], bad)])
     assert "with node_exporter_mode=host" in results[0]["msg"]
@@ -127,7 +127,7 @@ def test_an_include_checks_the_other_role_with_its_vars(tmp_path):
 
 
 def test_runs_in_check_mode_and_refuses_an_unknown_role(tmp_path):
-    results, _ = run_tasks(tmp_path, [validate(["prometheus"]), validate(["no_such_role"])], "--check")
+    results, _output = run_tasks(tmp_path, [validate(["prometheus"]), validate(["no_such_role"])], "--check")
     assert results[0]["validated"] == ["prometheus"]
     assert "unimon.stack has no role no_such_role" in results[1]["msg"]
 
