@@ -22,6 +22,12 @@ from ansible.module_utils.six import string_types
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
 
+try:
+    from ansible.template import trust_as_template
+except ImportError:  # ansible-core before 2.19: every template is trusted
+    def trust_as_template(value):
+        return value
+
 ROLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "roles")
 # Every role depends on _common: its shared settings are checked first, under their own names.
 SHARED_ROLE = "_common"
@@ -36,6 +42,10 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
     _supports_check_mode = True
+
+    def __init__(self, *args, **kwargs):
+        super(ActionModule, self).__init__(*args, **kwargs)
+        self._files = {}
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -72,14 +82,20 @@ class ActionModule(ActionBase):
     # -- reading the role ----------------------------------------------------------------------------
 
     def _load(self, role, *parts):
+        """A role file, read once per task (_common's defaults are read for every role). Nothing here
+        changes what it reads, so the loader's cached copy is used as it is (unsafe: no deep copy)."""
         path = os.path.join(ROLES_DIR, role, *parts)
-        if not os.path.exists(path):
-            return None
-        try:
-            # Trusted like the role's own files, so that their templates and expressions are evaluated.
-            return self._loader.load_from_file(path, trusted_as_template=True)
-        except TypeError:  # ansible-core before 2.19 has no data tagging
-            return self._loader.load_from_file(path)
+        cache = self._files
+        if path not in cache:
+            if not os.path.exists(path):
+                cache[path] = None
+            else:
+                try:
+                    # Trusted like the role's own files, so that their templates and expressions are evaluated.
+                    cache[path] = self._loader.load_from_file(path, unsafe=True, trusted_as_template=True)
+                except TypeError:  # ansible-core before 2.19 has no data tagging
+                    cache[path] = self._loader.load_from_file(path)
+        return cache[path]
 
     def _role_variables(self, role, task_vars, extra):
         """The role's variables as the role sees them: the shared and the role's defaults, its vars (internal
@@ -147,12 +163,14 @@ class ActionModule(ActionBase):
 
     def _evaluate(self, check, templar):
         thats = as_list(check["that"])
-        failed = [that for that in thats if not self._truth(templar, that)]
-        if not failed:
+        # One expression for all (Jinja compiles each expression, most of this task's time); the ones that
+        # failed are looked for only when it is false. Each is already guarded on its own, as in an assert.
+        together = thats[0] if len(thats) == 1 else trust_as_template("(" + ") and (".join(thats) + ")")
+        if self._truth(templar, together):
             return []
         msg = to_native(templar.template(check["msg"]))
         if len(thats) > 1:  # say which of the rules the message lists was broken
-            msg = "%s [failed: %s]" % (msg, failed[0])
+            msg = "%s [failed: %s]" % (msg, next(that for that in thats if not self._truth(templar, that)))
         return [msg]
 
     @staticmethod
