@@ -106,10 +106,10 @@ def test_a_bad_shared_setting_is_reported_alone(tmp_path):
 
 def test_argument_specs_can_be_left_to_ansible(tmp_path):
     """A type error is argument_specs' to find; with argument_specs=false only meta/checks.yml runs."""
-    results, _output = run_tasks(tmp_path, [validate(["kubelet_auth"], {"kubelet_auth_token_duration": 60}),
-                                      validate(["kubelet_auth"], {"kubelet_auth_allow_nodes_proxy": "maybe"},
-                                               argument_specs=False),
-                                      validate(["kubelet_auth"], {"kubelet_auth_allow_nodes_proxy": "maybe"})])
+    tasks = [validate(["kubelet_auth"], {"kubelet_auth_token_duration": 60}),
+             validate(["kubelet_auth"], {"kubelet_auth_allow_nodes_proxy": "maybe"}, argument_specs=False),
+             validate(["kubelet_auth"], {"kubelet_auth_allow_nodes_proxy": "maybe"})]
+    results, _output = run_tasks(tmp_path, tasks)
     assert "kubelet_auth_token_duration" in results[0]["msg"]
     assert not results[1].get("failed")
     assert "kubelet_auth_allow_nodes_proxy" in results[2]["msg"]
@@ -118,9 +118,10 @@ def test_argument_specs_can_be_left_to_ansible(tmp_path):
 def test_an_include_checks_the_other_role_with_its_vars(tmp_path):
     """guest_agent checks node_exporter's host mode input (its checksums) only when it installs node-exporter."""
     bad = {"node_exporter_host_checksums": {"amd64": "md5:abc"}}
-    results, _output = run_tasks(tmp_path, [validate(["guest_agent"], {**bad, "guest_agent_node_exporter": True}),
-                                      validate(["guest_agent"], {**bad, "guest_agent_node_exporter": False}),
-                                      validate(["node_exporter"], bad)])
+    tasks = [validate(["guest_agent"], {**bad, "guest_agent_node_exporter": True}),
+             validate(["guest_agent"], {**bad, "guest_agent_node_exporter": False}),
+             validate(["node_exporter"], bad)]
+    results, _output = run_tasks(tmp_path, tasks)
     assert "with node_exporter_mode=host" in results[0]["msg"]
     assert not results[1].get("failed")
     assert not results[2].get("failed"), "node_exporter_mode defaults to cluster: the host checks do not apply"
