@@ -4,6 +4,22 @@ tests/integration/test_bad_input.py runs one row per role through site.yml again
 nothing was written."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
+SITE = Path(__file__).resolve().parents[1] / "playbooks" / "site.yml"
+
+
+def site_roles() -> list[str]:
+    """The roles site.yml's validation task checks (its first play's first task)."""
+    return yaml.safe_load(SITE.read_text())[0]["tasks"][0]["unimon.stack.validate_input"]["roles"]
+
+
+def owner(variable: str) -> str:
+    """The role a variable belongs to ('unimon' for the shared settings); the longest prefix wins."""
+    return max((r for r in ["unimon"] + site_roles() if variable.startswith(r + "_")), key=len)
+
 CASES = [
     # (variable, value as JSON, text the failure must contain)
     ("prometheus_operator_state", '"installed"', "prometheus_operator_state"),

@@ -13,14 +13,24 @@ import jinja2
 import pytest
 import yaml
 
-from bad_input import CASES
+from bad_input import CASES, site_roles
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SITE_ROLES = ["preflight", "prometheus_operator", "prometheus", "node_exporter", "kube_state_metrics", "metrics_server",
-              "alert_rules", "logging", "kubelet_auth", "kubevirt_monitoring", "categraf", "grafana", "verify"]
+SITE_ROLES = site_roles()
 ROLES = sorted(p.parent.parent.name for p in REPO.glob("roles/*/meta/checks.yml"))
 KEYS = {"name", "that", "msg", "when", "vars", "loop", "loop_var", "index_var", "include"}
+
+
+def ansible_playbook(play: list[dict], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Runs the play with the lab's inventory, as tests/integration/test_bad_input.py runs site.yml (external
+    log store, ...); nothing here contacts the lab."""
+    book = tmp_path / "play.yml"
+    book.write_text(yaml.safe_dump(play, width=10 ** 6))
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(REPO / "lab" / "inventory.yml"), str(book),
+                           "-e", json.dumps({"ansible_python_interpreter": sys.executable}), *args],
+                          capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
 
 
 def run_tasks(tmp_path: Path, tasks: list[dict], *args: str):
@@ -32,13 +42,7 @@ def run_tasks(tmp_path: Path, tasks: list[dict], *args: str):
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
              "tasks": tasks + [{"ansible.builtin.copy": {"content": collect, "dest": str(out), "mode": "0600"},
                                 "check_mode": False}]}]
-    book = tmp_path / "play.yml"
-    book.write_text(yaml.safe_dump(play, width=10 ** 6))
-    # The lab's inventory, as tests/integration/test_bad_input.py runs site.yml with (external log store, ...).
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(REPO / "lab" / "inventory.yml"), str(book),
-                           "-e", json.dumps({"ansible_python_interpreter": sys.executable}), *args],
-                          capture_output=True, text=True, timeout=600, check=False,
-                          env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    proc = ansible_playbook(play, tmp_path, *args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
     return [results[str(n)] for n in range(len(tasks))], proc.stdout
@@ -137,13 +141,7 @@ def test_a_role_run_alone_checks_itself(tmp_path):
     """Through its main entry point a role runs Ansible's argument_specs check and then its meta/checks.yml."""
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
              "tasks": [{"ansible.builtin.include_role": {"name": "unimon.stack.kubelet_auth"}}]}]
-    book = tmp_path / "alone.yml"
-    book.write_text(yaml.safe_dump(play))
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(book), "-e",
-                           json.dumps({"ansible_python_interpreter": sys.executable,
-                                       "kubelet_auth_token_file": "relative/token"})],
-                          capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    proc = ansible_playbook(play, tmp_path, "-e", json.dumps({"kubelet_auth_token_file": "relative/token"}))
     assert proc.returncode != 0
     assert "kubelet_auth_token_file an absolute path" in proc.stdout
     assert "Validating arguments against arg spec 'main'" in proc.stdout
