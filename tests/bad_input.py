@@ -20,6 +20,7 @@ def owner(variable: str) -> str:
     """The role a variable belongs to ('unimon' for the shared settings); the longest prefix wins."""
     return max((r for r in ["unimon"] + site_roles() if variable.startswith(r + "_")), key=len)
 
+
 CASES = [
     # (variable, value as JSON, text the failure must contain)
     ("prometheus_operator_state", '"installed"', "prometheus_operator_state"),
