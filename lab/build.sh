@@ -49,17 +49,19 @@ build_etcd() {
   (cd "$d" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd-$v" .)
 }
 
-build_operator() {
+build_operator() {  # the operator and its config-reloader sidecar, from one wrapper module
   local v=$PROMETHEUS_OPERATOR_VERSION
-  have "prometheus-operator-$v" && return 0
-  log "prometheus-operator $v"
+  have "prometheus-operator-$v" && have "prometheus-config-reloader-$v" && return 0
+  log "prometheus-operator and prometheus-config-reloader $v"
   local d=$WORK/prometheus-operator-$v m=github.com/prometheus-operator/prometheus-operator
   go_wrapper "$d" "require (
 	$m $v
 	$m/pkg/apis/monitoring $v
 	$m/pkg/client $v
 )"
-  (cd "$d" && go build -mod=mod -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=${v#v}" -o "$BIN/prometheus-operator-$v" "$m/cmd/operator")
+  local ld="-s -w -X github.com/prometheus/common/version.Version=${v#v}"
+  (cd "$d" && go build -mod=mod -trimpath -ldflags "$ld" -o "$BIN/prometheus-operator-$v" "$m/cmd/operator" \
+           && go build -mod=mod -trimpath -ldflags "$ld" -o "$BIN/prometheus-config-reloader-$v" "$m/cmd/prometheus-config-reloader")
 }
 
 # Modules with no replace lines: plain go install into a version-keyed GOBIN.

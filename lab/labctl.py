@@ -1,10 +1,11 @@
 """Start, stop and inspect the unimon lab: a real Kubernetes control plane (etcd, kube-apiserver with the
 aggregation layer, kube-controller-manager, kube-scheduler), kwok nodes backed by network namespaces (each
-with a read-only kwok serving the kubelet's resource metrics), and real prometheus-operator,
-kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch processes. Standard library only, so it runs before any virtualenv exists.
+with a read-only kwok serving the kubelet's resource metrics), two real nodes (lab/realnode.py) and the lab's
+own kube-state-metrics, Prometheus, Alertmanager, node-exporter and Elasticsearch processes. Standard library only, so it runs before any virtualenv exists.
 
-Usage: labctl.py up|down [--purge]|status|env|real-up|real-down|adopt NAMESPACE POD CONTAINER|adopt-all [NAMESPACE]|stop NAME...
-real-up starts the two real nodes (kubelet, containerd, runc; lab/realnode.py), real-down removes them.
+Usage: labctl.py up|down [--purge]|status|env|real-up|real-down|stop NAME...
+up starts the two real nodes too (kubelet, containerd, runc; lab/realnode.py), where the stack's pods run;
+real-down removes them, real-up starts them again.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ PODS_NS_IP = "10.250.0.2"
 POD_CIDR = "10.250.128.0/17"
 SERVICE_CIDR = "10.96.0.0/16"
 NODES = [("lab-node-1", "unimon-n1", "10.250.0.11"), ("lab-node-2", "unimon-n2", "10.250.0.12")]
+# kwok nodes only pretend to run pods: tainted, so the roles' Deployments and StatefulSets land on the real
+# nodes (lab/realnode.py) and only what tolerates every taint (DaemonSets of agents, scale tests) lands here.
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
 # Each node's stand-in for the kubelet's resource metrics endpoint (what metrics-server scrapes) listens on
 # <node ip>:KUBELET_METRICS_PORT with a serving certificate from the lab CA. Not 10250: kubelet scrapes there
 # (Prometheus, categraf) must stay refused, as kwok runs no kubelet.
@@ -65,7 +69,6 @@ PROMETHEUS = "http://127.0.0.1:9090"
 ALERTMANAGER = "http://127.0.0.1:9093"
 ELASTICSEARCH = "http://127.0.0.1:9200"
 KSM = "http://127.0.0.1:18080"
-OPERATOR = "http://127.0.0.1:18081"
 
 
 def versions() -> dict[str, str]:
@@ -289,15 +292,13 @@ def netns_up() -> None:
     for i, (ns, ip) in enumerate(hosts):
         join_bridge(ns, ip, f"unimon-v{i}h", f"unimon-v{i}n")
     # Every fake pod IP is local inside the pods netns: scrapes of fake pods are refused at once.
-    # In table main, so an adopted pod's /32 route (see adopt) takes its address out of the range.
     run("ip", "-n", PODS_NS, "route", "add", "local", POD_CIDR, "dev", "lo", "table", "main")
     run("ip", "route", "add", POD_CIDR, "via", PODS_NS_IP)
 
 
 def netns_down() -> None:
     run("ip", "route", "del", POD_CIDR, check=False)
-    adopted = [n for n in run("ip", "netns", "list", check=False).stdout.split() if n.startswith("unimon-a")]
-    for ns in [ns for _name, ns, _ip in NODES] + [PODS_NS] + adopted:
+    for ns in [ns for _name, ns, _ip in NODES] + [PODS_NS]:
         run("ip", "netns", "del", ns, check=False)
     for line in run("ip", "route", "show", "dev", BRIDGE, check=False).stdout.splitlines():
         if line.startswith(POD_CIDR.split(".", maxsplit=1)[0] + ".") and "/" not in line.split()[0]:
@@ -421,6 +422,9 @@ def ensure_nodes() -> None:
             if any((node["metadata"].get("annotations") or {}).get(k) != v for k, v in want.items()):
                 http(f"{API}/api/v1/nodes/{name}", "PATCH", {"metadata": {"annotations": want}},
                      content_type="application/merge-patch+json")
+            if KWOK_TAINT not in (node["spec"].get("taints") or []):  # a lab state from before the taint
+                http(f"{API}/api/v1/nodes/{name}", "PATCH", {"spec": {"taints": [KWOK_TAINT]}},
+                     content_type="application/merge-patch+json")
             continue
         except urllib.error.HTTPError as err:
             if err.code != 404:
@@ -434,7 +438,7 @@ def ensure_nodes() -> None:
                                     "kubernetes.io/arch": "amd64", "type": "kwok",
                                     "node-role.kubernetes.io/worker": "",
                                     "topology.kubernetes.io/zone": "lab-zone-a"}},
-            "spec": {},
+            "spec": {"taints": [KWOK_TAINT]},
             "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]},
         })
         log(f"created node {name} ({ip})")
@@ -448,6 +452,11 @@ def ensure_nodes() -> None:
                  for c in n.get("status", {}).get("conditions", []) if c["type"] == "Ready" and c["status"] == "True"}
         return all(name in ready for name, _ns, _ip in NODES)
     wait_for("kwok nodes Ready", all_ready, 90)
+    # The port the kwok nodes report for their "kubelet" is their kwok-metrics: metrics-server
+    # (--kubelet-use-node-status-port) then reads it there, and the real kubelets on 10250.
+    endpoint = {"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_METRICS_PORT}}}}
+    for name, _ns, _ip in NODES:
+        http(f"{API}/api/v1/nodes/{name}/status", "PATCH", endpoint, content_type="application/merge-patch+json")
 
 
 # kwok-metrics: a second kwok per node, in the node's network namespace, that changes nothing (its stages match
@@ -581,19 +590,13 @@ def install_kubevirt_crds() -> None:
 
 
 def start_observers() -> None:
-    if not pid_of("prometheus-operator"):
-        install_operator_crds()
+    """The lab's own observers (host processes, not the stack): kube-state-metrics, Prometheus and Alertmanager
+    for the lab's tests. The stack's operator, Prometheus and Alertmanager run as pods on the real nodes."""
+    stop("prometheus-operator")  # a lab started before the real nodes ran one on the host
+    install_operator_crds()
     start("kube-state-metrics", [binary("kube-state-metrics", "KUBE_STATE_METRICS_VERSION"),
                                  "--kubeconfig", kc("observer"), "--host", "127.0.0.1", "--port", "18080",
                                  "--telemetry-host", "127.0.0.1", "--telemetry-port", "18082"])
-    start("prometheus-operator", [binary("prometheus-operator", "PROMETHEUS_OPERATOR_VERSION"),
-                                  "--web.listen-address", "127.0.0.1:18081",
-                                  "--kubelet-service", "kube-system/kubelet",
-                                  "--kubelet-endpointslice=true", "--kubelet-endpoints=false",
-                                  # Real nodes join and leave during the tests: list them often (default 3m).
-                                  "--kubelet-sync-period", "10s",
-                                  "--log-level", "info"],
-          env={"KUBECONFIG": kc("observer")})
     prom_dir = STATE / "prometheus"
     prom_dir.mkdir(parents=True, exist_ok=True)
     cfg = prom_dir / "prometheus.yml"
@@ -678,7 +681,6 @@ CHECKS = {
     "kube-scheduler": lambda: pid_of("kube-scheduler") is not None,
     "kwok": lambda: pid_of("kwok") is not None,
     "kube-state-metrics": lambda: up_url(KSM + "/metrics"),
-    "prometheus-operator": lambda: up_url(OPERATOR + "/metrics"),
     "prometheus": lambda: up_url(PROMETHEUS + "/-/ready"),
     "alertmanager": lambda: up_url(ALERTMANAGER + "/-/ready"),
     "elasticsearch": lambda: up_url(ELASTICSEARCH + "/_cluster/health"),
@@ -701,17 +703,17 @@ def cmd_up() -> int:
     start_observers()
     for name, check in CHECKS.items():
         wait_for(name, check, 180)
+    import realnode  # pylint: disable=import-outside-toplevel
+    realnode.up()
     log(f"lab is up in {time.time() - t0:.1f}s; export KUBECONFIG={KUBECONFIG}")
     return 0
 
 
 def cmd_down(purge: bool) -> int:
-    import adopt  # pylint: disable=import-outside-toplevel
     import realnode  # pylint: disable=import-outside-toplevel
     realnode.down(delete_nodes=False)  # before stop_all: its cgroups, mounts and namespaces go too
     stop_all()
     netns_down()
-    adopt.cleanup_dirs()
     if purge and STATE.exists():
         shutil.rmtree(STATE)
         log(f"removed {STATE}")
@@ -724,8 +726,6 @@ def cmd_status() -> int:
         ok = check()
         bad += not ok
         print(f"{name:32} {'up' if ok else 'DOWN'}")
-    for f in sorted(PIDS.glob("adopted-*.pid")) if PIDS.exists() else []:
-        print(f"{f.stem:32} {'up' if pid_of(f.stem) else 'DOWN'}")
     if PIDS.exists() and any(PIDS.glob("kubelet-*.pid")):
         import realnode  # pylint: disable=import-outside-toplevel
         for name, ready, mib in realnode.status():
@@ -746,23 +746,6 @@ def cmd_env() -> int:
     return 0
 
 
-def cmd_adopt(args: list[str]) -> int:
-    import adopt  # pylint: disable=import-outside-toplevel
-    if len(args) != 3:
-        print("usage: labctl.py adopt NAMESPACE POD CONTAINER", file=sys.stderr)
-        return 2
-    ip = adopt.adopt(*args)
-    log(f"{args[0]}/{args[1]} container {args[2]} runs for real at {ip}")
-    return 0
-
-
-def cmd_adopt_all(args: list[str]) -> int:
-    import adopt  # pylint: disable=import-outside-toplevel
-    for done in adopt.adopt_all(args[0] if args else "unimon"):
-        log(f"runs for real: {done}")
-    return 0
-
-
 def cmd_stop(args: list[str]) -> int:
     for name in args:
         stop(name)
@@ -773,8 +756,8 @@ def cmd_stop(args: list[str]) -> int:
 def main(argv: list[str]) -> int:
     import realnode  # pylint: disable=import-outside-toplevel
     commands = {"real-up": realnode.up, "real-down": realnode.down,
-                "stop": lambda: cmd_stop(argv[1:]), "up": cmd_up, "down": lambda: cmd_down("--purge" in argv), "status": cmd_status, "env": cmd_env,
-                "adopt": lambda: cmd_adopt(argv[1:]), "adopt-all": lambda: cmd_adopt_all(argv[1:])}
+                "stop": lambda: cmd_stop(argv[1:]), "up": cmd_up, "down": lambda: cmd_down("--purge" in argv),
+                "status": cmd_status, "env": cmd_env}
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

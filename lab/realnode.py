@@ -23,7 +23,6 @@ import oci_image
 # name, network namespace, node address, pod subnet (routed by the other node and the host)
 REAL_NODES = [("lab-real-1", "unimon-r1", "10.250.0.21", "10.251.1.0/24"),
               ("lab-real-2", "unimon-r2", "10.250.0.22", "10.251.2.0/24")]
-TAINT = {"key": "unimon.io/real-node", "value": "true", "effect": "NoSchedule"}
 REAL = lab.STATE / "real"
 RUN = Path("/run/unimon-lab")          # sockets and containerd state: short paths (socket length limit)
 MNTNS = RUN / "mntns"                  # persistent mount namespaces, one file per node
@@ -45,12 +44,33 @@ def images() -> dict[str, dict]:
                       "links": {f"/bin/{n}": "busybox" for n in ("sh", "echo", "printf", "head", "tr", "sleep", "cat", "ls", "yes", "dd")},
                       "entrypoint": ["/bin/sh"]},
     }
-    for ref, name, key in [
-        (f"quay.io/prometheus/node-exporter:{v['NODE_EXPORTER_VERSION']}", "node_exporter", "NODE_EXPORTER_VERSION"),
+    # (reference, path in the image, lab binary, version key): each binary where the upstream image has it, so
+    # the roles' args-only containers start it as the upstream entrypoint would.
+    operator = v['PROMETHEUS_OPERATOR_VERSION']
+    for ref, path, name, key in [
+        (f"quay.io/prometheus/node-exporter:{v['NODE_EXPORTER_VERSION']}", "/bin/node_exporter", "node_exporter",
+         "NODE_EXPORTER_VERSION"),
+        (f"quay.io/prometheus-operator/prometheus-operator:{operator}", "/bin/operator", "prometheus-operator",
+         "PROMETHEUS_OPERATOR_VERSION"),
+        (f"quay.io/prometheus-operator/prometheus-config-reloader:{operator}", "/bin/prometheus-config-reloader",
+         "prometheus-config-reloader", "PROMETHEUS_OPERATOR_VERSION"),
+        (f"quay.io/prometheus/prometheus:{prometheus_tag(v['PROMETHEUS_VERSION'])}", "/bin/prometheus", "prometheus",
+         "PROMETHEUS_VERSION"),
+        (f"quay.io/prometheus/alertmanager:{v['ALERTMANAGER_VERSION']}", "/bin/alertmanager", "alertmanager",
+         "ALERTMANAGER_VERSION"),
+        (f"registry.k8s.io/kube-state-metrics/kube-state-metrics:{v['KUBE_STATE_METRICS_VERSION']}",
+         "/kube-state-metrics", "kube-state-metrics", "KUBE_STATE_METRICS_VERSION"),
+        (f"registry.k8s.io/metrics-server/metrics-server:{v['METRICS_SERVER_VERSION']}", "/metrics-server",
+         "metrics-server", "METRICS_SERVER_VERSION"),
     ]:
-        out[ref] = {"files": {f"/bin/{name}": lab.BIN / f"{name}-{v[key]}"}, "entrypoint": [f"/bin/{name}"],
-                    "user": "65534"}
+        out[ref] = {"files": {path: lab.BIN / f"{name}-{v[key]}"}, "entrypoint": [path], "user": "65534"}
     return out
+
+
+def prometheus_tag(module_version: str) -> str:
+    """The release tag of a Prometheus Go module version: v0.309.1 is v3.9.1."""
+    _major, minor, patch = module_version.lstrip("v").split(".")
+    return f"v{int(minor) // 100}.{int(minor) % 100}.{patch}"
 
 
 def log(msg: str) -> None:
@@ -143,11 +163,16 @@ def net_up(idx: int, name: str, ns: str, ip: str, cidr: str) -> None:
         # Service IPs route nowhere (no kube-proxy): in-cluster clients reach the API server through this.
         lab.run("ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", "10.96.0.1/32", "-p", "tcp",
                 "--dport", "443", "-j", "DNAT", "--to-destination", f"{lab.HOST_IP}:6443", check=False)
-    # Pod subnets: the host and the other node reach them through the node's address on the bridge.
+    # Pod subnets: the host, the kwok nodes, the fake pods' namespace and the other node reach them through the
+    # node's address on the bridge (the host does not forward, so every namespace needs its own route).
     lab.run("ip", "route", "replace", cidr, "via", ip)
-    for other, ons, oip, ocidr in REAL_NODES:
+    for other_ns in [n for _name, n, _ip in lab.NODES] + [lab.PODS_NS]:
+        lab.run("ip", "-n", other_ns, "route", "replace", cidr, "via", ip, check=False)
+    for other, _ons, oip, ocidr in REAL_NODES:
         if other != name:
             lab.run("ip", "-n", ns, "route", "replace", ocidr, "via", oip, check=False)
+    # Fake pod IPs: refused at once by the fake pods' namespace, as from the host.
+    lab.run("ip", "-n", ns, "route", "replace", lab.POD_CIDR, "via", lab.PODS_NS_IP, check=False)
 
 
 def mntns_up(name: str) -> Path:
@@ -223,7 +248,6 @@ def kubelet_config(name: str, ip: str, d: Path, sock: Path) -> dict:
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
                          "nodefs.inodesFree": "1%"},
         "makeIPTablesUtilChains": False,
-        "registerWithTaints": [TAINT],
         "nodeStatusReportFrequency": "10s",
     }
 
@@ -296,6 +320,16 @@ def wait_ready(name: str, timeout: float = 60) -> None:
              f"{tail(f'containerd-{name}.log')}")
 
 
+def untaint(name: str) -> None:
+    """Real nodes take every pod now; a Node registered by an older lab kept the taint it registered with."""
+    node = lab.http(f"{lab.API}/api/v1/nodes/{name}")
+    taints = node["spec"].get("taints") or []
+    keep = [t for t in taints if t["key"] != "unimon.io/real-node"]
+    if keep != taints:
+        lab.http(f"{lab.API}/api/v1/nodes/{name}", "PATCH", {"spec": {"taints": keep or None}},
+                 content_type="application/merge-patch+json")
+
+
 def rbac() -> None:
     """The API server's kubelet client may use the kubelet API (logs, exec), as kubeadm grants it."""
     obj = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -320,6 +354,7 @@ def up() -> int:
         node_up(idx, name, ns, ip, cidr, tars)
     for name, *_rest in REAL_NODES:
         wait_ready(name)
+        untaint(name)
     log(f"real nodes Ready in {time.time() - t0:.1f}s: {', '.join(n for n, *_rest in REAL_NODES)}")
     return 0
 
