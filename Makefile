@@ -98,8 +98,7 @@ lab-up: venv lab-build
 lab-down:
 	lab/down.sh
 
-# Two real nodes (kubelet, containerd, runc) beside the kwok nodes; tests/integration/test_real_nodes.py
-# starts and removes them itself.
+# The two real nodes (kubelet, containerd, runc) start with lab-up; these restart or remove only them.
 lab-real-up: lab-up
 	python3 lab/labctl.py real-up
 
@@ -111,9 +110,7 @@ lab-status:
 
 demo: collection lab-up
 	$(BIN)/ansible-playbook -i lab/inventory.yml playbooks/site.yml
-	# kwok only pretends pods run: start the generated Prometheus, kube-state-metrics and
-	# Alertmanager for real at their pod IPs (lab/adopt.py), then prove the stack works.
-	python3 lab/labctl.py adopt-all unimon
+	# The stack's pods run on the lab's real nodes: prove the stack works.
 	$(BIN)/ansible-playbook -i lab/inventory.yml playbooks/verify.yml
 
 clean:

@@ -32,6 +32,8 @@ CASES = [
     ("prometheus_operator_crd_checksum", '"md5:abc"', "prometheus_operator_crd_checksum"),
     ("prometheus_operator_crd_url", '"ftp://mirror/crds.zip"', "prometheus_operator_crd_url"),
     ("prometheus_operator_resources", '"lots"', "prometheus_operator_resources"),
+    ("prometheus_operator_config_reloader_resources", '{"limits": {"cpu": "fast"}}',
+     "prometheus_operator_config_reloader_resources.limits.cpu"),
     ("prometheus_retention", '"-5d"', "prometheus_retention"),
     ("prometheus_retention", '"forever"', "prometheus_retention"),
     ("prometheus_retention_size", '"50 gigs"', "prometheus_retention_size"),

@@ -1,6 +1,7 @@
 """Pods on the lab's real nodes (lab/realnode.py: kubelet, containerd, runc), for the tests that need the real
-kubelet and runtime: tests/integration/test_real_nodes.py and the peer tier's Fluentd. The nodes are started
-by the test that needs them and removed after it, so the rest of the suite keeps its two kwok nodes."""
+kubelet and runtime: tests/integration/test_real_nodes.py, test_metrics_stack.py and the peer tier's Fluentd.
+The nodes are part of the lab (`make lab-up` starts them: the stack's pods run there); a test gets its own
+namespaces, removed after it."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from lab_fixtures import REPO, wait_until
 
 NODES = ["lab-real-1", "lab-real-2"]
 NODE_IPS = {"lab-real-1": "10.250.0.21", "lab-real-2": "10.250.0.22"}
-TOLERATE = [{"key": "unimon.io/real-node", "operator": "Exists"}]
 BUSYBOX = "lab.local/busybox:v1"
 
 
@@ -28,7 +28,8 @@ def namespaces(core) -> set[str]:
 
 
 def start(core, *own: str) -> Path:
-    """Real nodes up and the test's namespaces created fresh; returns the directory with each node's files."""
+    """Real nodes up (they are, after lab-up: real-up only checks) and the test's namespaces created fresh;
+    returns the directory with each node's files."""
     up = labctl("real-up")
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     for ns in own:
@@ -38,7 +39,7 @@ def start(core, *own: str) -> Path:
 
 
 def stop(core, *own: str) -> None:
-    # While the kubelets still run: they stop the pods, so the namespaces can finish.
+    """The test's namespaces deleted; the nodes keep running the stack."""
     for ns in own:
         try:
             core.delete_namespace(ns)
@@ -47,8 +48,6 @@ def stop(core, *own: str) -> None:
                 raise
     for ns in own:
         wait_until(f"namespace {ns} to be deleted", lambda ns=ns: ns not in namespaces(core), 120)
-    down = labctl("real-down")
-    assert down.returncode == 0, down.stdout[-2000:] + down.stderr[-2000:]
 
 
 def busybox_pod(core, ns: str, name: str, node: str, script: str, *, container: str = "main", labels=None,
@@ -56,7 +55,7 @@ def busybox_pod(core, ns: str, name: str, node: str, script: str, *, container: 
     core.create_namespaced_pod(ns, {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": labels or {}, "annotations": annotations or {}},
-        "spec": {"nodeName": node, "tolerations": TOLERATE, "terminationGracePeriodSeconds": 1, "volumes": volumes or [],
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "volumes": volumes or [],
                  "containers": [{"name": container, "image": BUSYBOX, "imagePullPolicy": "Never",
                                  "command": ["/bin/sh", "-c", script], "volumeMounts": mounts or [],
                                  "resources": resources or {}}]}})

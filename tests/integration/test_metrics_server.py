@@ -1,11 +1,11 @@
 """metrics_server on the lab, with the real metrics-server binary behind the real API server aggregator.
 
 The role runs through preflight (playbooks/metrics_server.yml; the lab inventory's metrics_server_enabled:
-false is left out, so preflight's fact decides, as in site.yml). While it waits for the APIService, the
-test adopts the Deployment's kwok pod (lab/adopt.py: the binary runs with the pod's own arguments, its
-ServiceAccount token, at the pod IP), as a kubelet would start it.
+false is left out, so preflight's fact decides, as in site.yml). The Deployment's pod runs on one of the lab's
+real nodes (kubelet, containerd, runc) from the image the lab built of the real metrics-server binary.
 
-Real here: the Deployment's arguments and volumes as metrics-server parses them; its ServiceAccount's RBAC
+Real here: the pod as the kubelet starts it (image, arguments, volumes, ServiceAccount token, readiness probe);
+the Deployment's arguments and volumes as metrics-server parses them; its ServiceAccount's RBAC
 (delegated authentication through TokenReview, authorization through SubjectAccessReview, the
 extension-apiserver-authentication ConfigMap it reads in kube-system); the aggregator's front-proxy client
 certificate and request headers; APIService availability as the API server computes it; the serving
@@ -13,13 +13,11 @@ certificate from a Secret verified against the APIService caBundle (and refused 
 server-side apply, check mode and removal seen in the audit log; the aggregated reader role merged into
 view by the controller-manager. `kubectl top nodes` and `kubectl top pods` read numbers metrics-server
 scraped over HTTPS, with certificate verification on (against the cluster CA, the role's default), from
-each node's address.
+each node's address and the port the node reports (--kubelet-use-node-status-port): the real kubelets'
+/metrics/resource on 10250, which authorize metrics-server's nodes/metrics request themselves.
 
-Not real: what answers at the nodes' addresses is kwok's emulation of the kubelet's /metrics/resource
-(lab/labctl.py kwok-metrics, on port 10350 as 10250 stays refused in the lab), so the usage figures are
-kwok's (1m CPU and 1Mi per pod) and no kubelet authorizes metrics-server's nodes/metrics request (the
-grant is checked with a SubjectAccessReview instead); kwok marks pods Ready by itself, so the readiness
-probe is not exercised."""
+Not real: the kwok nodes report port 10350, where kwok's emulation of /metrics/resource answers (lab/labctl.py
+kwok-metrics), so their usage figures are kwok's (1m CPU and 1Mi per pod)."""
 from __future__ import annotations
 
 import base64
@@ -38,6 +36,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+import real_nodes
 from lab_fixtures import REPO, PlaybookRun, wait_until
 
 NS = "unimon"
@@ -66,13 +65,12 @@ def ours(event: dict) -> bool:
 
 
 class Lab:
-    """The role's runs against the lab, adopting metrics-server pods while a run waits for them."""
+    """The role's runs against the lab."""
 
     def __init__(self, lab: dict, api, work: Path):
         self.lab, self.api, self.work = lab, api, work
         self.core = client.CoreV1Api(api)
         self.reg = client.ApiregistrationV1Api(api)
-        self.adopted: set[str] = set()
         self.runs = 0
         # The lab inventory without its metrics_server_enabled: false (that line is for site.yml runs).
         inv = yaml.safe_load((REPO / "lab" / "inventory.yml").read_text())
@@ -80,53 +78,21 @@ class Lab:
         self.inventory = work / "inventory.yml"
         self.inventory.write_text(yaml.safe_dump(inv))
         self.common = {"metrics_server_metric_resolution": "10s", "metrics_server_kubelet_request_timeout": "5s",
-                       "metrics_server_kubelet_port": lab["kubelet_metrics_port"], "metrics_server_wait_timeout": 90}
+                       "metrics_server_wait_timeout": 90}
 
-    def play(self, *args: str, extra: dict | None = None, adopt: bool = True, timeout: float = 300) -> PlaybookRun:
+    def play(self, *args: str, extra: dict | None = None, timeout: float = 300) -> PlaybookRun:
         self.runs += 1
-        log = self.work / f"run-{self.runs}.log"
         cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory), str(PLAY),
                "-e", json.dumps({**self.common, **(extra or {})}), *args]
         env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
-        deadline = time.time() + timeout
-        with open(log, "w", encoding="utf-8") as fh:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-            while proc.poll() is None:
-                if adopt:
-                    self.adopt_new_pods()
-                if time.time() > deadline:
-                    proc.kill()
-                    pytest.fail(f"playbook still running after {timeout}s:\n{log.read_text()[-3000:]}")
-                time.sleep(1)
-        self.stop_stale()
-        return PlaybookRun(subprocess.CompletedProcess(cmd, proc.returncode, log.read_text(), ""))
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              timeout=timeout, check=False)
+        (self.work / f"run-{self.runs}.log").write_text(proc.stdout)
+        return PlaybookRun(subprocess.CompletedProcess(cmd, proc.returncode, proc.stdout, ""))
 
     def pods(self) -> list:
         return [p for p in self.core.list_namespaced_pod(NS, label_selector=SELECTOR).items
                 if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]
-
-    def adopt_new_pods(self) -> None:
-        """Adopt every running pod whose process is not running (new, or stopped by an adopt-all of a checkout
-        whose lab/adopt.py predates metrics-server: such a run stops what it does not know)."""
-        for pod in self.pods():
-            pidfile = Path(self.lab["state"]) / "pids" / f"adopted-{NS}.{pod.metadata.name}.metrics-server.pid"
-            if not pidfile.exists():
-                self.labctl("adopt", NS, pod.metadata.name, "metrics-server")
-                self.adopted.add(pod.metadata.name)
-
-    def stop_stale(self) -> None:
-        """Stop the processes of adopted pods that are gone (a rollout, the removal)."""
-        live = {p.metadata.name for p in self.pods()}
-        for pidfile in (Path(self.lab["state"]) / "pids").glob(f"adopted-{NS}.metrics-server-*.metrics-server.pid"):
-            pod = pidfile.stem[len(f"adopted-{NS}."):].rsplit(".", 1)[0]
-            if pod not in live:
-                self.labctl("stop", pidfile.stem)
-                self.adopted.discard(pod)
-
-    def labctl(self, *args: str) -> None:
-        res = subprocess.run([sys.executable, str(REPO / "lab" / "labctl.py"), *args], capture_output=True,
-                             text=True, check=False, timeout=120)
-        assert res.returncode == 0, res.stdout + res.stderr
 
     def apiservice(self):
         try:
@@ -136,12 +102,9 @@ class Lab:
                 return None
             raise
 
-    def until(self, what: str, check, timeout: float = 60, interval: float = 2):
-        """wait_until, keeping the pod adopted meanwhile."""
-        def _check():
-            self.adopt_new_pods()
-            return check()
-        return wait_until(what, _check, timeout, interval)
+    @staticmethod
+    def until(what: str, check, timeout: float = 60, interval: float = 2):
+        return wait_until(what, check, timeout, interval)
 
     def available(self) -> bool:
         svc = self.apiservice()
@@ -174,8 +137,8 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def ms(lab, api, tmp_path_factory):
-    """Installed by the role, the pod adopted while the role waits; always removed again, so no APIService
-    without a backend is left to break API discovery for the tests after this one."""
+    """Installed by the role; always removed again, so no APIService without a backend is left to break API
+    discovery for the tests after this one."""
     ctx = Lab(lab, api, tmp_path_factory.mktemp("metrics-server"))
     existing = ctx.apiservice()
     if existing is not None and (existing.metadata.labels or {}).get("app.kubernetes.io/managed-by") != "unimon.stack":
@@ -188,7 +151,7 @@ def ms(lab, api, tmp_path_factory):
     finally:
         try:
             if any(ctx.exists(*o) for o in OBJECTS):
-                ctx.play("-e", "metrics_server_state=absent", adopt=False)
+                ctx.play("-e", "metrics_server_state=absent")
         finally:
             svc = ctx.apiservice()
             if svc is not None and (svc.metadata.labels or {}).get("app.kubernetes.io/managed-by") == "unimon.stack":
@@ -197,7 +160,6 @@ def ms(lab, api, tmp_path_factory):
                 ctx.core.delete_namespaced_secret("metrics-server-tls", NS)
             except ApiException:
                 pass
-            ctx.stop_stale()
 
 
 def test_install_registers_the_apiservice_once_the_deployment_is_available(ms):
@@ -211,7 +173,9 @@ def test_install_registers_the_apiservice_once_the_deployment_is_available(ms):
     svc = ms.apiservice()
     assert svc.spec.service.namespace == NS and svc.spec.service.name == "metrics-server"
     assert svc.spec.insecure_skip_tls_verify is True
-    print(f"install and adoption took {ms.install_seconds:.0f}s")
+    print(f"install took {ms.install_seconds:.0f}s")
+    pod = ms.pods()[0]
+    assert pod.spec.node_name in real_nodes.NODES, pod.spec.node_name
 
 
 def test_metrics_api_is_served_through_the_aggregator(ms, lab):
@@ -248,7 +212,7 @@ def test_kubectl_top_nodes_and_pods(ms, lab):
     if not _kwok_metrics_served(lab):
         pytest.skip("this lab was started before kwok-metrics existed (no node resource metrics endpoint): "
                     "restart it with this checkout's lab/labctl.py")
-    nodes = sorted(n["name"] for n in lab["nodes"])
+    nodes = sorted([n["name"] for n in lab["nodes"]] + real_nodes.NODES)
 
     def top_nodes():
         res = ms.kubectl("top", "nodes", "--no-headers")
@@ -259,6 +223,9 @@ def test_kubectl_top_nodes_and_pods(ms, lab):
     rows = ms.until("kubectl top nodes to list every lab node", top_nodes, timeout=90, interval=3)
     for name in nodes:
         assert rows[name][1].endswith("m") and rows[name][3].endswith("Mi"), rows[name]
+    # The real kubelets' figures: the machine's, not kwok's 1Mi per pod (the stack's pods alone use more).
+    for name in real_nodes.NODES:
+        assert int(rows[name][3][:-2]) > 50, rows[name]
 
     def top_pod():
         res = ms.kubectl("top", "pods", "-n", NS, "-l", SELECTOR, "--no-headers")
@@ -387,7 +354,7 @@ def test_serving_certificate_is_verified_with_the_ca_bundle(ms, tmp_path):
 
 
 def test_absent_removes_the_apiservice_first_then_everything(ms, audit):
-    run = ms.play("-e", "metrics_server_state=absent", adopt=False)
+    run = ms.play("-e", "metrics_server_state=absent")
     assert run.rc == 0, run.out[-4000:]
     deletes = [e["objectRef"]["resource"] for e in audit.writes() if e["verb"] == "delete" and ours(e)]
     assert deletes and deletes[0] == "apiservices", deletes
@@ -400,5 +367,3 @@ def test_absent_removes_the_apiservice_first_then_everything(ms, audit):
     assert "metrics.k8s.io" not in {g["name"] for g in groups}
     res = ms.kubectl("api-resources", "-o", "name")
     assert res.returncode == 0 and "metrics.k8s.io" not in res.stderr, res.stderr
-    ms.stop_stale()
-    assert ms.adopted == set()

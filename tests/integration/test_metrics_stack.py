@@ -1,6 +1,8 @@
-"""The metrics roles together on the lab, with the operator's generated Prometheus, kube-state-metrics
-and Alertmanager running for real (lab/adopt.py): the targets our ServiceMonitors define are scraped
-with the pods' own ServiceAccount tokens and RBAC."""
+"""The metrics roles together on the lab. The role's own operator Deployment, the Prometheus and Alertmanager
+StatefulSets it generates (with their config-reloaders), kube-state-metrics and node-exporter run as pods on
+the lab's real nodes, from images the lab built: the targets our ServiceMonitors define are scraped with the
+pods' own ServiceAccount tokens and RBAC, the real kubelets included. The kwok nodes' node-exporters are the
+lab's host processes; their kubelets do not exist."""
 from __future__ import annotations
 
 import base64
@@ -30,14 +32,26 @@ KUBELET_PATHS = ("/metrics", "/metrics/cadvisor", "/metrics/probes")
 
 
 @pytest.fixture(scope="module")
-def stack(playbook, lab):
+def stack(playbook, lab, core):
     run = playbook("site.yml")
     assert run.rc == 0, run.out[-3000:]
-    adopt = subprocess.run([sys.executable, str(REPO / "lab" / "labctl.py"), "adopt-all", NS],
-                           capture_output=True, text=True, check=False)
-    assert adopt.returncode == 0, adopt.stdout + adopt.stderr
-    assert "prometheus-unimon-0/prometheus" in adopt.stdout
+    # site.yml waits for the operator, not for the StatefulSets the operator then creates.
+    for pod in ("prometheus-unimon-0", "alertmanager-unimon-0"):
+        wait_until(f"{pod} Ready on a real node", lambda pod=pod: pod_ready(core, pod), 180, 2)
     return run
+
+
+def pod_ready(core, name: str) -> bool:
+    try:
+        pod = core.read_namespaced_pod(name, NS)
+    except client.ApiException:
+        return False
+    return pod.spec.node_name in real_nodes.NODES and any(
+        c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def node_names(core) -> set[str]:
+    return {n.metadata.name for n in core.list_node().items}
 
 
 def proxied(api, path: str) -> dict:
@@ -51,9 +65,10 @@ def active_targets(api) -> list[dict]:
     return proxied(api, "/api/v1/targets?state=active")["data"]["activeTargets"]
 
 
-def test_exporters_and_components_are_scraped(stack, api):
-    want = {"apiserver": 1, "node-exporter": 2, "kube-state-metrics": 2, "prometheus-unimon": 1,
-            "alertmanager-unimon": 1}
+def test_exporters_and_components_are_scraped(stack, api, core):
+    nodes = len(node_names(core))
+    want = {"apiserver": 1, "node-exporter": nodes, "kube-state-metrics": 2, "prometheus-unimon": 1,
+            "alertmanager-unimon": 1, "kubelet": 3 * len(real_nodes.NODES)}
 
     def all_up():
         up: dict[str, int] = {}
@@ -62,7 +77,7 @@ def test_exporters_and_components_are_scraped(stack, api):
                 up[t["labels"]["job"]] = up.get(t["labels"]["job"], 0) + 1
         return up if all(up.get(job, 0) >= n for job, n in want.items()) else None
     up = wait_until(f"targets up through our ServiceMonitors: {want}", all_up, 120, 3)
-    assert up["node-exporter"] == 2
+    assert up["node-exporter"] == nodes
 
 
 def test_grafana_target_is_discovered_under_the_job_verify_expects(stack, api):
@@ -75,11 +90,13 @@ def test_grafana_target_is_discovered_under_the_job_verify_expects(stack, api):
     assert all(t["labels"]["namespace"] == NS and t["scrapeUrl"].endswith(":3000/metrics") for t in ts), ts
 
 
-def test_node_exporter_series_carry_node_names(stack, api):
+def test_node_exporter_series_carry_node_names(stack, api, core):
+    want = node_names(core)
+
     def nodes():
         res = proxied(api, "/api/v1/query?query=node_uname_info")["data"]["result"]
-        return {r["metric"].get("node") for r in res} or None
-    assert wait_until("node_uname_info by node", nodes, 90, 3) == {"lab-node-1", "lab-node-2"}
+        return {r["metric"].get("node") for r in res} == want or None
+    assert wait_until(f"node_uname_info of every node: {sorted(want)}", nodes, 90, 3)
 
 
 def test_kubevirt_labels_and_the_domain_annotation_are_exported(stack, api, core):
@@ -103,12 +120,14 @@ def test_kubevirt_labels_and_the_domain_annotation_are_exported(stack, api, core
         core.patch_node(node, {"metadata": {"labels": {"kubevirt.io/schedulable": None}}})
 
 
-def test_kubelet_endpoints_discovered_for_every_path(stack, api):
-    """kwok runs no kubelet: the targets exist (operator-maintained kubelet Service) but are refused."""
+def test_kubelet_endpoints_discovered_for_every_path(stack, api, core):
+    """A target per node and path (operator-maintained kubelet Service); the kwok nodes' are refused."""
+    want = 3 * len(node_names(core))
+
     def kubelet():
         ts = [t for t in active_targets(api) if t["labels"].get("job") == "kubelet"]
-        return ts if len(ts) == 6 else None
-    ts = wait_until("6 kubelet targets (2 nodes x 3 paths)", kubelet, 90, 3)
+        return ts if len(ts) == want else None
+    ts = wait_until(f"{want} kubelet targets (every node x 3 paths)", kubelet, 90, 3)
     assert {t["labels"]["metrics_path"] for t in ts} == set(KUBELET_PATHS)
     assert all(t["scrapeUrl"].startswith("https://") and ":10250/" in t["scrapeUrl"] for t in ts)
 
@@ -195,7 +214,7 @@ def test_verify_playbook_reports_every_job(stack, playbook):
 
 
 # What pends or fires on the healthy lab, each for a reason of the lab's own: (labels an alert must carry, why).
-NO_KUBELET = "kwok nodes run no kubelet: their :10250 refuses the scrape"
+NO_KUBELET = "the kwok nodes run no kubelet: their :10250 refuses the scrape"
 LAB_ALERTS = [
     ({"alertname": "TargetDown", "job": "kubelet"}, NO_KUBELET),
     ({"alertname": "KubeletDown"}, NO_KUBELET),
@@ -226,8 +245,9 @@ def test_a_healthy_stack_raises_only_watchdog_and_the_lab_alerts(stack, api):
     assert not unexplained, f"alerts on the healthy lab that no lab reason explains: {unexplained}"
 
 
-def test_verify_names_a_stopped_exporter(stack, playbook, lab, api):
-    """Stop the real node-exporter of one node: verify must fail and name that target."""
+def test_verify_names_a_stopped_exporter(stack, playbook, lab, api, core):
+    """Stop the node-exporter of one kwok node (a lab process): verify must fail and name that target."""
+    nodes = len(node_names(core))
     node = lab["nodes"][1]
     labctl = [sys.executable, str(REPO / "lab" / "labctl.py")]
     subprocess.run(labctl + ["stop", f"node-exporter-{node['name']}"], check=True, capture_output=True)
@@ -238,7 +258,7 @@ def test_verify_names_a_stopped_exporter(stack, playbook, lab, api):
         run = playbook("verify.yml", "-e", "verify_timeout=10")
         assert run.rc != 0
         assert f"{node['ip']}:9100" in run.out or node["name"] in run.out, run.out[-3000:]
-        assert "job 'node-exporter': 1 of 2 targets up" in run.out
+        assert f"job 'node-exporter': {nodes - 1} of {nodes} targets up" in run.out
         assert "Traceback" not in run.out
     finally:
         subprocess.run(labctl + ["up"], check=True, capture_output=True)
@@ -345,8 +365,7 @@ def test_every_metric_a_dashboard_or_rule_queries_exists(stack, api, lab, tmp_pa
     assert not stale, f"allow-listed metrics nothing queries any more (drop them): {stale}"
 
 
-# The last tests of this module add the lab's two real nodes (kubelet, containerd, runc: tests/real_nodes.py)
-# to the converged stack; the tests above count the two kwok nodes only.
+# The last tests of this module run a workload of their own on a real node (tests/real_nodes.py).
 REAL_NS = "lab-real-scrape"
 # A container that wants a whole CPU under a 20m limit: CFS throttles it in nearly every period.
 SPINNER = {"name": "spinner", "resources": {"limits": {"cpu": "20m", "memory": "16Mi"}},

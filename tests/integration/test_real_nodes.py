@@ -4,7 +4,7 @@ names (tests/cri_log.py, used by the peer tier's Fluentd), the kubelet's volume 
 used by the peer tier's categraf), the kubelet's metrics endpoints behind the kubelet_auth role's ClusterRole,
 and the node_exporter role's DaemonSet running from a locally built image.
 
-The nodes are started for this module and removed after it (tests/real_nodes.py)."""
+The nodes are part of the lab; this module's pods live in their own namespace (tests/real_nodes.py)."""
 from __future__ import annotations
 
 import json
@@ -62,13 +62,15 @@ def run_pod(core, name: str, node: str, script: str, volumes=None, mounts=None) 
     return real_nodes.running(core, NS, name)
 
 
-def test_nodes_are_real_ready_and_tainted(real, core):
+def test_nodes_are_real_and_ready_and_the_kwok_nodes_tainted(real, core, lab):
     for name in real["nodes"]:
         node = core.read_node(name)
         assert node.status.node_info.container_runtime_version.startswith("containerd://")
         assert node.status.node_info.kubelet_version == "v1.34.4"
-        assert {t.key for t in node.spec.taints or []} >= {"unimon.io/real-node"}
+        assert not node.spec.taints  # the stack's Deployments and StatefulSets land here
         assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+    for kwok in lab["nodes"]:
+        assert [(t.key, t.effect) for t in core.read_node(kwok["name"]).spec.taints] == [("kwok.x-k8s.io/node", "NoSchedule")]
 
 
 @pytest.fixture(scope="module")

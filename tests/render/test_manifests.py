@@ -101,3 +101,20 @@ def test_every_pod_runs_under_the_runtime_default_seccomp_profile(render, role):
             for container in spec.get("containers", []) + spec.get("initContainers", []):
                 profile = (container.get("securityContext") or {}).get("seccompProfile", {}).get("type", pod_level)
                 assert profile == "RuntimeDefault", f"{obj['kind']}/{obj['metadata']['name']} container {container['name']}"
+
+
+@pytest.mark.parametrize("resources,want", [
+    (None, ["--config-reloader-cpu-request=10m", "--config-reloader-memory-request=50Mi",
+            "--config-reloader-cpu-limit=0", "--config-reloader-memory-limit=50Mi"]),
+    ({"requests": {"cpu": "5m"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+     ["--config-reloader-cpu-request=5m", "--config-reloader-memory-request=0",
+      "--config-reloader-cpu-limit=100m", "--config-reloader-memory-limit=64Mi"]),
+])
+def test_config_reloader_resources_become_the_operator_flags(render, resources, want):
+    """A key left out is "0" (no request or limit) for the operator; by default the sidecar has no CPU limit,
+    whose operator default (10m) raised CPUThrottlingHigh for the lab's config-reloader on a real node."""
+    extra = {"prometheus_operator_config_reloader_resources": resources} if resources else {}
+    out = render("prometheus_operator", **extra)
+    deploy = next(o for o in load_all(out / "operator.yaml") if o["kind"] == "Deployment")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert sorted(a for a in args if a.startswith("--config-reloader-")) == sorted(want)
