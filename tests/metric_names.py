@@ -26,7 +26,8 @@ LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(.+?)\s*,\s*\w+\s*\)\s*$", re.S
 ONLY_REAL_KUBELETS = {
     "container_cpu_cfs_periods_total", "container_cpu_cfs_throttled_periods_total",
     "container_cpu_usage_seconds_total", "container_fs_reads_bytes_total", "container_fs_reads_total",
-    "container_fs_writes_bytes_total", "container_fs_writes_total", "container_memory_rss",
+    "container_fs_writes_bytes_total", "container_fs_writes_total", "container_memory_cache", "container_memory_rss",
+    "container_memory_swap",
     "container_memory_working_set_bytes", "container_network_receive_bytes_total",
     "container_network_receive_errors_total", "container_network_receive_packets_dropped_total",
     "container_network_transmit_bytes_total", "container_network_transmit_errors_total",
@@ -62,7 +63,11 @@ ONLY_KUBELET_CONDITIONS = {
     "kubelet_certificate_manager_server_ttl_seconds", "kubelet_pleg_relist_duration_seconds_bucket",
     "kubelet_pod_start_sli_duration_seconds_bucket",
 }
-ALLOWED = ONLY_REAL_KUBELETS | ONLY_KUBEVIRT | ONLY_KUBELET_CONDITIONS
+# API server counters that get their first series only when it happens: a request terminated in self-defence, an
+# APIService marked unavailable (names confirmed in the Kubernetes source, apiserver/pkg/endpoints/metrics and
+# kube-aggregator/pkg/controllers/status/metrics).
+ONLY_APISERVER_CONDITIONS = {"apiserver_request_terminations_total", "aggregator_unavailable_apiservice_total"}
+ALLOWED = ONLY_REAL_KUBELETS | ONLY_KUBEVIRT | ONLY_KUBELET_CONDITIONS | ONLY_APISERVER_CONDITIONS
 
 
 def panels(board: dict) -> list[dict]:

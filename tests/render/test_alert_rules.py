@@ -104,6 +104,8 @@ KUBE_PROMETHEUS_NAMES = {
     "AlertmanagerFailedReload", "AlertmanagerMembersInconsistent", "AlertmanagerFailedToSendAlerts",
     "AlertmanagerClusterFailedToSendAlerts", "AlertmanagerConfigInconsistent", "AlertmanagerClusterDown",
     "AlertmanagerClusterCrashlooping",
+    "KubeAPIDown", "KubeAPIErrorBudgetBurn", "KubeAPITerminatedRequests", "KubeAggregatedAPIErrors", "KubeAggregatedAPIDown",
+    "KubeClientCertificateExpiration", "KubeClientErrors",
 }
 # Needs the kubelet's own /metrics (job kubelet): not installed where the kubelet is not scraped.
 KUBELET_METRIC_ALERTS = {
@@ -127,7 +129,7 @@ def test_kube_prometheus_names_are_used(rules):
 
 def test_every_alert_has_a_promtool_case(rules):
     cases = yaml.safe_load((HERE / "alert_rules.test.yml").read_text())["tests"]
-    tested = {t["alertname"] for case in cases for t in case["alert_rule_test"] if t.get("exp_alerts")}
+    tested = {t["alertname"] for case in cases for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
     untested = set(alerts(rules)) - tested - {"ContainerOOMKilled", "PodRestartingOften", "PodNetworkErrors",
                                               "PodDiskIOHigh", "NodeCPUHigh", "NodeMemoryHigh",
                                               "NodeFilesystemAlmostFull",
@@ -207,3 +209,70 @@ def test_self_monitoring_selects_the_prometheus_roles_jobs(render):
     text = (out / "prometheusrules.yaml").read_text()
     assert 'job=\\"prometheus-mon\\"' in text and 'job=\\"alertmanager-mon\\"' in text
     assert "@prometheus" not in text and "@alertmanager" not in text
+
+
+# Read the API server's own series: not installed where the API server is not scraped.
+APISERVER_ALERTS = {"KubeAPIDown", "KubeAPIErrorBudgetBurn", "KubeAPITerminatedRequests", "KubeAggregatedAPIErrors",
+                    "KubeAggregatedAPIDown", "KubeClientCertificateExpiration"}
+# The recording rules kube-prometheus' dashboards read (34 names), ours under the same names. Left out:
+# apiserver_request:availability30d (a 30-day window beyond the prometheus role's 15-day default retention).
+KUBE_PROMETHEUS_RECORDS = {
+    ":node_memory_MemAvailable_bytes:sum", "cluster:node_cpu:ratio_rate5m",
+    "cluster:namespace:pod_cpu:active:kube_pod_container_resource_limits",
+    "cluster:namespace:pod_cpu:active:kube_pod_container_resource_requests",
+    "cluster:namespace:pod_memory:active:kube_pod_container_resource_limits",
+    "cluster:namespace:pod_memory:active:kube_pod_container_resource_requests",
+    "cluster_quantile:apiserver_request_sli_duration_seconds:histogram_quantile", "code_resource:apiserver_request_total:rate5m",
+    "instance:node_cpu_utilisation:rate5m", "instance:node_load1_per_cpu:ratio", "instance:node_memory_utilisation:ratio",
+    "instance:node_num_cpu:sum", "instance:node_vmstat_pgmajfault:rate5m", "instance_device:node_disk_io_time_seconds:rate5m",
+    "instance_device:node_disk_io_time_weighted_seconds:rate5m",
+    *(f"instance:node_network_{d}_{w}_{s}:rate5m" for d in ("receive", "transmit") for w in ("bytes", "drop")
+      for s in ("excluding_lo", "physical")),
+    "namespace_cpu:kube_pod_container_resource_limits:sum", "namespace_cpu:kube_pod_container_resource_requests:sum",
+    "namespace_memory:kube_pod_container_resource_limits:sum", "namespace_memory:kube_pod_container_resource_requests:sum",
+    "namespace_workload_pod:kube_pod_owner:relabel", "node_namespace_pod_container:container_cpu_usage_seconds_total:sum_rate5m",
+    "node_namespace_pod_container:container_memory_cache", "node_namespace_pod_container:container_memory_rss",
+    "node_namespace_pod_container:container_memory_swap", "node_namespace_pod_container:container_memory_working_set_bytes",
+}
+
+
+def records(out: Path) -> set[str]:
+    return {r["record"] for obj in load_all(out / "prometheusrules.yaml") for g in obj["spec"]["groups"]
+            for r in g["rules"] if "record" in r}
+
+
+def test_kube_prometheus_record_names_are_recorded(render):
+    assert len(KUBE_PROMETHEUS_RECORDS) == 33
+    missing = KUBE_PROMETHEUS_RECORDS - records(render("alert_rules"))
+    assert not missing, f"kube-prometheus records not recorded: {sorted(missing)}"
+
+
+def test_apiserver_and_scheduler_rules_only_where_they_are_scraped(render):
+    scraped = render("alert_rules")
+    assert APISERVER_ALERTS <= rendered_alerts(scraped)
+    assert "cluster_quantile:scheduler_pod_scheduling_sli_duration_seconds:histogram_quantile" in records(scraped)
+    out = render("alert_rules", prometheus_scrape_apiserver=False, prometheus_scrape_scheduler=False)
+    assert not APISERVER_ALERTS & rendered_alerts(out)
+    assert not any(r.startswith(("apiserver_request:", "cluster_quantile:")) for r in records(out))
+    # Other programs' API clients are still watched.
+    assert "KubeClientErrors" in rendered_alerts(out)
+
+
+def test_error_budget_burn_is_multiwindow_by_default_or_static(render):
+    def burn(out):
+        return [r for obj in load_all(out / "prometheusrules.yaml") for g in obj["spec"]["groups"] for r in g["rules"]
+                if r.get("alert") == "KubeAPIErrorBudgetBurn"]
+    default = burn(render("alert_rules"))
+    assert [(r["labels"]["long"], r["labels"]["short"]) for r in default] == [("1h", "5m"), ("6h", "30m"), ("1d", "2h"), ("3d", "6h")]
+    assert "apiserver_request:burnrate1h > 0.144 and" in default[0]["expr"]
+    static = burn(render("alert_rules", alert_rules_apiserver_error_budget_mode="static", alert_rules_apiserver_static_bad_ratio="0.1"))
+    assert [r["expr"] for r in static] == ["apiserver_request:burnrate30m > 0.1"]
+
+
+def test_apiserver_selector_is_the_prometheus_roles_job():
+    """The kube-apiserver ServiceMonitor takes the job from the Service's component label (apiserver)."""
+    text = (REPO / "roles" / "prometheus" / "templates" / "components.yaml.j2").read_text()
+    monitor = text[text.index("name: kube-apiserver\n"):text.index("{% endif %}", text.index("name: kube-apiserver\n"))]
+    assert "jobLabel: component" in monitor and "component: apiserver" in monitor
+    defaults = yaml.safe_load((REPO / "roles" / "alert_rules" / "defaults" / "main.yml").read_text())
+    assert defaults["alert_rules_apiserver_selector"] == 'job="apiserver"'
