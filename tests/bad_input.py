@@ -120,6 +120,7 @@ CASES = [
     ("categraf_system_inputs", '{"cpu": "all"}', "categraf_system_inputs"),
     ("logging_backend", '"loki"', "logging_backend"),
     ("logging_fluentd_node_selector", '["linux"]', "logging_fluentd_node_selector"),
+    ("logging_tolerations", '"all"', "logging_tolerations"),
     ("logging_store_replicas", "2", "logging_store_replicas"),
     ("logging_store_heap", '"lots"', "logging_store_heap"),
     ("logging_external_url", '"logs.example.org:9200"', "logging_external_url"),

@@ -31,7 +31,8 @@ def ensure(create, *args):
 
 
 def hostnet_daemonset(name: str, labels: dict, ports=None) -> client.V1DaemonSet:
-    """A DaemonSet on every node in the host network: on a kwok node its pod IP is the node's netns IP."""
+    """A DaemonSet on every kwok node in the host network: its pod IP is the node's netns IP (the real nodes,
+    where its made-up image cannot run, are left out)."""
     return client.V1DaemonSet(
         metadata=client.V1ObjectMeta(name=name, labels=labels),
         spec=client.V1DaemonSetSpec(
@@ -39,6 +40,7 @@ def hostnet_daemonset(name: str, labels: dict, ports=None) -> client.V1DaemonSet
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels),
                 spec=client.V1PodSpec(host_network=True, tolerations=[client.V1Toleration(operator="Exists")],
+                                      node_selector={"type": "kwok"},
                                       containers=[client.V1Container(name=name, image=f"example.invalid/{name}:1",
                                                                      ports=ports)]))))
 
