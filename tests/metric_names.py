@@ -67,7 +67,11 @@ ONLY_KUBELET_CONDITIONS = {
 # APIService marked unavailable (names confirmed in the Kubernetes source, apiserver/pkg/endpoints/metrics and
 # kube-aggregator/pkg/controllers/status/metrics).
 ONLY_APISERVER_CONDITIONS = {"apiserver_request_terminations_total", "aggregator_unavailable_apiservice_total"}
-ALLOWED = ONLY_REAL_KUBELETS | ONLY_KUBEVIRT | ONLY_KUBELET_CONDITIONS | ONLY_APISERVER_CONDITIONS
+# node-exporter's bonding and mdadm collectors (on by default) export series only on a node with a bond or an md
+# array, which the lab's nodes have not (names confirmed in node_exporter v1.10.2, collector/bonding_linux.go and
+# collector/mdadm_linux.go).
+ONLY_NODE_HARDWARE = {"node_bonding_active", "node_bonding_slaves", "node_md_disks", "node_md_disks_required"}
+ALLOWED = ONLY_REAL_KUBELETS | ONLY_KUBEVIRT | ONLY_KUBELET_CONDITIONS | ONLY_APISERVER_CONDITIONS | ONLY_NODE_HARDWARE
 
 
 def panels(board: dict) -> list[dict]:

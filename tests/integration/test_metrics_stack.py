@@ -67,8 +67,10 @@ def active_targets(api) -> list[dict]:
 
 def test_exporters_and_components_are_scraped(stack, api, core):
     nodes = len(node_names(core))
+    # The operator's own /metrics, and the config-reloader sidecars of Prometheus and Alertmanager (one pod each).
     want = {"apiserver": 1, "node-exporter": nodes, "kube-state-metrics": 2, "prometheus-unimon": 1,
-            "alertmanager-unimon": 1, "kubelet": 3 * len(real_nodes.NODES)}
+            "alertmanager-unimon": 1, "kubelet": 3 * len(real_nodes.NODES), "prometheus-operator": 1,
+            "config-reloader": 2}
 
     def all_up():
         up: dict[str, int] = {}
@@ -225,6 +227,9 @@ LAB_ALERTS = [
     ({"alertname": "KubeDaemonSetRolloutStuck", "namespace": "lab-tests"}, "the same DaemonSet of test_lab"),
     ({"alertname": "NodeCPUHigh"},
      "every lab node's node-exporter reads the one 2-core machine, which the test run keeps busy (a true reading)"),
+    ({"alertname": "NodeSystemSaturation"}, "the same machine's load, above 2 per CPU while the tests run (a true reading)"),
+    ({"alertname": "NodeClockNotSynchronising"},
+     "no NTP daemon disciplines the lab machine's clock: adjtimex reports it unsynchronised, maxerror 16 s (a true reading)"),
 ]
 
 

@@ -106,6 +106,13 @@ KUBE_PROMETHEUS_NAMES = {
     "AlertmanagerClusterCrashlooping",
     "KubeAPIDown", "KubeAPIErrorBudgetBurn", "KubeAPITerminatedRequests", "KubeAggregatedAPIErrors", "KubeAggregatedAPIDown",
     "KubeClientCertificateExpiration", "KubeClientErrors",
+    "NodeFilesystemAlmostOutOfFiles", "NodeFilesystemFilesFillingUp", "NodeClockNotSynchronising", "NodeClockSkewDetected",
+    "NodeHighNumberConntrackEntriesUsed", "NodeFileDescriptorLimit", "NodeNetworkReceiveErrs", "NodeNetworkTransmitErrs",
+    "NodeNetworkInterfaceFlapping", "NodeTextFileCollectorScrapeError", "NodeRAIDDegraded", "NodeRAIDDiskFailure",
+    "NodeSystemSaturation", "NodeMemoryMajorPagesFaults", "NodeDiskIOSaturation", "NodeBondingDegraded",
+    "PrometheusOperatorListErrors", "PrometheusOperatorWatchErrors", "PrometheusOperatorSyncFailed",
+    "PrometheusOperatorReconcileErrors", "PrometheusOperatorStatusUpdateErrors", "PrometheusOperatorNodeLookupErrors",
+    "PrometheusOperatorNotReady", "PrometheusOperatorRejectedResources", "ConfigReloaderSidecarErrors",
 }
 # Needs the kubelet's own /metrics (job kubelet): not installed where the kubelet is not scraped.
 KUBELET_METRIC_ALERTS = {
@@ -276,3 +283,75 @@ def test_apiserver_selector_is_the_prometheus_roles_job():
     assert "jobLabel: component" in monitor and "component: apiserver" in monitor
     defaults = yaml.safe_load((REPO / "roles" / "alert_rules" / "defaults" / "main.yml").read_text())
     assert defaults["alert_rules_apiserver_selector"] == 'job="apiserver"'
+
+
+OPERATOR_ALERTS = {
+    "PrometheusOperatorNotReady", "PrometheusOperatorListErrors", "PrometheusOperatorWatchErrors", "PrometheusOperatorSyncFailed",
+    "PrometheusOperatorReconcileErrors", "PrometheusOperatorStatusUpdateErrors", "PrometheusOperatorRejectedResources",
+    "PrometheusOperatorNodeLookupErrors",
+}
+
+
+@pytest.mark.parametrize("switches,operator,reloader", [
+    ({}, True, True),
+    ({"prometheus_scrape_config_reloader": False}, True, False),
+    ({"prometheus_operator_service_monitor": False}, False, True),
+    ({"prometheus_operator_manage_deployment": False, "prometheus_scrape_config_reloader": False}, False, False),
+])
+def test_operator_family_follows_what_is_scraped(render, switches, operator, reloader):
+    """No alert for a target nobody scrapes; with neither the operator nor its sidecars scraped, no family at all."""
+    out = render("alert_rules", **switches)
+    names = rendered_alerts(out)
+    assert OPERATOR_ALERTS & names == (OPERATOR_ALERTS if operator else set())
+    assert ("ConfigReloaderSidecarErrors" in names) is reloader
+    assert ("unimon-operator" in rule_names(out)) is (operator or reloader)
+
+
+def scrape_jobs(objs: list[dict]) -> dict[str, set[str]]:
+    """Job -> ports, of the ServiceMonitor endpoints in objs: the Service's name (no jobLabel here), or the value an
+    endpoint's relabelling writes into job."""
+    services = [o for o in objs if o["kind"] == "Service"]
+    jobs: dict[str, set[str]] = {}
+    for mon in (o for o in objs if o["kind"] == "ServiceMonitor"):
+        assert "jobLabel" not in mon["spec"]
+        want = mon["spec"]["selector"]["matchLabels"]
+        selected = [s for s in services if want.items() <= s["metadata"]["labels"].items()]
+        assert len(selected) == 1, mon["metadata"]["name"]
+        ports = {p["name"] for p in selected[0]["spec"]["ports"]}
+        for ep in mon["spec"]["endpoints"]:
+            assert ep["port"] in ports, (mon["metadata"]["name"], ep["port"])
+            job = selected[0]["metadata"]["name"]
+            for rel in ep.get("relabelings", []):
+                if rel.get("targetLabel") == "job":
+                    job = rel["replacement"]
+            jobs.setdefault(job, set()).add(ep["port"])
+    return jobs
+
+
+def test_operator_selectors_are_the_jobs_of_its_service_monitors(render):
+    """The operator's job is its Service's name; the sidecars' reloader-web endpoints, on the Prometheus and
+    Alertmanager Services, are relabelled to one job of their own, apart from the programs' jobs."""
+    defaults = yaml.safe_load((REPO / "roles" / "alert_rules" / "defaults" / "main.yml").read_text())
+    operator = load_all(render("prometheus_operator") / "operator.yaml") + load_all(render("prometheus_operator") / "servicemonitor.yaml")
+    assert scrape_jobs(operator) == {"prometheus-operator": {"http"}}
+    assert defaults["alert_rules_operator_selector"] == 'job="prometheus-operator"'
+    out = render("prometheus")
+    objs = load_all(out / "prometheus.yaml") + load_all(out / "alertmanager.yaml")
+    assert scrape_jobs(objs) == {"prometheus-unimon": {"web"}, "alertmanager-unimon": {"web"}, "config-reloader": {"reloader-web"}}
+    assert defaults["alert_rules_config_reloader_selector"] == 'job="config-reloader"'
+    # The Services send reloader-web to the container port the operator names so (pkg/operator/config_reloader.go).
+    for svc in (o for o in objs if o["kind"] == "Service"):
+        assert {"name": "reloader-web", "port": 8080, "targetPort": "reloader-web"} in svc["spec"]["ports"]
+    off = render("prometheus", prometheus_scrape_config_reloader=False)
+    objs = load_all(off / "prometheus.yaml") + load_all(off / "alertmanager.yaml")
+    assert scrape_jobs(objs) == {"prometheus-unimon": {"web"}, "alertmanager-unimon": {"web"}}
+    assert "reloader-web" not in (off / "prometheus.yaml").read_text() + (off / "alertmanager.yaml").read_text()
+
+
+def test_operator_service_monitor_and_its_ingress_follow_the_switch(render):
+    def policy(out):
+        return next(o for o in load_all(out / "networkpolicies.yaml") if o["kind"] == "NetworkPolicy")
+    on = render("prometheus_operator")
+    assert policy(on)["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+    off = render("prometheus_operator", prometheus_operator_service_monitor=False)
+    assert "ingress" not in policy(off)["spec"]
