@@ -9,7 +9,6 @@ before it marks a node NotReady (--node-monitor-grace-period, kept for the kwok 
 test_apiserver_outage.py), and the alert waits 15 minutes more."""
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
@@ -17,9 +16,7 @@ from kubernetes import client
 
 import real_nodes
 from lab_fixtures import wait_until
-
-NS = "unimon"
-PROXY = f"/api/v1/namespaces/{NS}/services/prometheus-unimon:web/proxy"
+from stack_prometheus import NS, active_targets
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +36,8 @@ def ready(core, name: str) -> client.V1Pod | None:
     return pod if ok and pod.status.container_statuses else None
 
 
-def targets(api) -> list[dict]:
-    resp = api.call_api(PROXY + "/api/v1/targets?state=active", "GET", auth_settings=["BearerToken"],
-                        _preload_content=False, _return_http_data_only=True)
-    return json.loads(resp.data)["data"]["activeTargets"]
-
-
 def health(api, job: str, address: str) -> set[str]:
-    return {t["health"] for t in targets(api) if t["labels"]["job"] == job and t["scrapeUrl"].split("/")[2].startswith(address + ":")}
+    return {t["health"] for t in active_targets(api) if t["labels"]["job"] == job and t["scrapeUrl"].split("/")[2].startswith(address + ":")}
 
 
 def ctr(node: str, *args: str) -> subprocess.CompletedProcess:

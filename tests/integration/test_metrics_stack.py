@@ -23,9 +23,8 @@ from kubernetes import client
 import metric_names
 import real_nodes
 from lab_fixtures import REPO, wait_until
+from stack_prometheus import NS, PROXY, active_targets, proxied
 
-NS = "unimon"
-PROXY = f"/api/v1/namespaces/{NS}/services/prometheus-unimon:web/proxy"
 PROMETHEUS_PLAY = str(REPO / "tests" / "integration" / "playbooks" / "prometheus.yml")
 # The kubelet paths the prometheus role's kubelet ServiceMonitor scrapes.
 KUBELET_PATHS = ("/metrics", "/metrics/cadvisor", "/metrics/probes")
@@ -52,17 +51,6 @@ def pod_ready(core, name: str) -> bool:
 
 def node_names(core) -> set[str]:
     return {n.metadata.name for n in core.list_node().items}
-
-
-def proxied(api, path: str) -> dict:
-    """GET through the apiserver's service proxy, the way a user without network access does."""
-    resp = api.call_api(PROXY + path, "GET", auth_settings=["BearerToken"], _preload_content=False,
-                        _return_http_data_only=True)
-    return json.loads(resp.data)
-
-
-def active_targets(api) -> list[dict]:
-    return proxied(api, "/api/v1/targets?state=active")["data"]["activeTargets"]
 
 
 def test_exporters_and_components_are_scraped(stack, api, core):
