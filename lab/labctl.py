@@ -589,6 +589,16 @@ def install_kubevirt_crds() -> None:
     run(*kubectl, "wait", "--for=condition=Established", "-f", str(out), "--timeout=120s")
 
 
+def install_kubevirt_admission() -> None:
+    """virt-api's runStrategy rule for VirtualMachines (lab/kubevirt_admission.py), so a write a real
+    KubeVirt refuses is refused here too."""
+    import kubevirt_admission  # pylint: disable=import-outside-toplevel
+    out = STATE / "admission" / "kubevirt"
+    kubevirt_admission.main([str(out)])
+    kubectl = [binary("kubectl", "KUBERNETES_VERSION"), "--kubeconfig", str(KUBECONFIG)]
+    run(*kubectl, "apply", "--server-side", "--force-conflicts", "--field-manager=unimon-lab", "-f", str(out))
+
+
 def start_observers() -> None:
     """The lab's own observers (host processes, not the stack): kube-state-metrics, Prometheus and Alertmanager
     for the lab's tests. The stack's operator, Prometheus and Alertmanager run as pods on the real nodes."""
@@ -698,6 +708,7 @@ def cmd_up() -> int:
     start_control_plane()
     ensure_nodes()
     install_kubevirt_crds()
+    install_kubevirt_admission()
     start_node_exporters()
     start_kwok_metrics()
     start_observers()

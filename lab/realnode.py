@@ -273,6 +273,8 @@ def node_up(idx: int, name: str, ns: str, ip: str, cidr: str, tars: dict[str, Pa
             {"type": "loopback"}]}, indent=1))
     (d / "containerd.toml").write_text(CONTAINERD_CONFIG.format(
         root=d / "containerd", state=run_dir / "state", sock=sock, pause=PAUSE_REF, cni=d / "cni/net.d"))
+    if not lab.pid_of(f"containerd-{name}"):  # a socket left by a lab that did not stop would pass the wait below
+        sock.unlink(missing_ok=True)
     lab.start(f"containerd-{name}", in_node(name, ns, ["containerd", "--config", str(d / "containerd.toml")]))
     lab.wait_for(f"containerd on {name}", sock.exists, 30)
     ctr = ["ctr", "-a", str(sock), "-n", "k8s.io"]

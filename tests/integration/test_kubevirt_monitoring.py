@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 NS = "kvmon-test"
 SA = "kvmon-prometheus"
 MANAGER = "unimon.stack.kubevirt_monitoring"
+BEFORE = "unimon.io/run-strategy-before"
 PLAY = "../tests/integration/playbooks/kubevirt_monitoring.yml"
 VM_CRDS = {
     "kubevirts.kubevirt.io": ("KubeVirt", "kubevirts"),
@@ -77,7 +78,8 @@ def env(crds, kubectl, tmp_path_factory):
          "spec": {"imagePullPolicy": "IfNotPresent",
                   "configuration": {"developerConfiguration": {"featureGates": ["Snapshot"]}}}},
         {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "db", "namespace": NS},
-         "spec": {"template": {"metadata": {"labels": {"unimon.io/guest-metrics": "shop"}},
+         "spec": {"runStrategy": "Halted",
+                  "template": {"metadata": {"labels": {"unimon.io/guest-metrics": "shop"}},
                                "spec": {"domain": {"devices": {"disks": [{"name": "root", "disk": {"bus": "virtio"}}]},
                                                    "memory": {"guest": "1Gi"}}}}}},
         {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "legacy", "namespace": NS},
@@ -192,6 +194,7 @@ def test_rules_and_guest_metrics_objects_are_applied(env, api, core):
 def test_vm_gets_exactly_the_resilience_fields(env, api):
     obj = vm(api)
     assert obj["spec"]["runStrategy"] == "RerunOnFailure"
+    assert obj["metadata"]["annotations"][BEFORE] == "Halted", "the VM's own run strategy is not kept"
     tspec = obj["spec"]["template"]["spec"]
     assert tspec["evictionStrategy"] == "LiveMigrate"
     assert tspec["domain"]["devices"]["watchdog"] == {"name": "unimon-watchdog", "i6300esb": {"action": "reset"}}
@@ -254,6 +257,30 @@ def test_dropping_a_guest_metrics_group_removes_its_objects(env, playbook, api, 
     assert exists(core.read_namespaced_service, "guest-metrics-shop", NS)
 
 
+def test_lab_refuses_a_vm_without_run_strategy_as_virt_api_does(env, kubectl):
+    """The lab's stand-in for virt-api's rule (lab/kubevirt_admission.py): the test below relies on it."""
+    body = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "norun", "namespace": NS},
+            "spec": {"template": {"spec": {"domain": {"devices": {}}}}}}
+    refused = kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(body), check=False)
+    assert refused.returncode != 0 and "RunStrategy must be specified" in refused.stderr, refused.stderr
+    body["spec"]["runStrategy"] = "Halted"
+    assert kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(body), check=False).returncode == 0
+
+
+def test_dropping_the_run_strategy_hands_the_vms_own_back(env, playbook, api):
+    run = playbook(PLAY, "-e", env(kubevirt_monitoring_run_strategy=""))
+    assert run.rc == 0, run.out[-3000:]
+    obj = vm(api)
+    assert obj["spec"]["runStrategy"] == "Halted" and BEFORE not in obj["metadata"].get("annotations", {})
+    assert obj["spec"]["template"]["spec"]["evictionStrategy"] == "LiveMigrate"
+    again = playbook(PLAY, "-e", env(kubevirt_monitoring_run_strategy=""))
+    assert again.rc == 0 and again.changed == 0, again.out[-3000:]
+    back = playbook(PLAY, "-e", env())
+    assert back.rc == 0, back.out[-3000:]
+    obj = vm(api)
+    assert obj["spec"]["runStrategy"] == "RerunOnFailure" and obj["metadata"]["annotations"][BEFORE] == "Halted"
+
+
 def test_absent_removes_our_objects_and_only_our_fields(env, playbook, api, core):
     # A group created by an earlier run with another list, no longer configured when removing.
     assert playbook(PLAY, "-e", env(kubevirt_monitoring_guest_metrics=[
@@ -266,7 +293,10 @@ def test_absent_removes_our_objects_and_only_our_fields(env, playbook, api, core
     assert spec["configuration"]["developerConfiguration"]["featureGates"] == ["Snapshot"]
     assert MANAGER not in managers(kubevirt_cr(api))
     obj = vm(api)
-    assert "runStrategy" not in obj["spec"]
+    # Dropping runStrategy would leave neither it nor spec.running, which virt-api (here the lab's policy) refuses.
+    assert obj["spec"]["runStrategy"] == "Halted", "the VM's own run strategy was not handed back"
+    assert BEFORE not in obj["metadata"].get("annotations", {})
+    assert MANAGER not in managers(obj)
     tspec = obj["spec"]["template"]["spec"]
     assert "evictionStrategy" not in tspec and "watchdog" not in tspec["domain"]["devices"]
     assert tspec["domain"]["devices"]["disks"] == [{"name": "root", "disk": {"bus": "virtio"}}]
